@@ -1,0 +1,355 @@
+"""Recipes: TOML files validated into a typed :class:`Recipe`.
+
+A recipe names every part (``name`` plus that part's parameters), the losses
+with their weights, the optimiser, the schedule, the training length and the
+output.  Loading does, in order:
+
+1. read TOML (``tomllib``), follow ``extends = "base.toml"`` (relative to the
+   file, deep-merged, chains allowed);
+2. apply ``--set dotted.key=value`` overrides (values parsed as TOML, bare words
+   as strings);
+3. validate the structure (pydantic, unknown keys refused with suggestions);
+4. validate every part's parameters against the registered part's own model.
+
+Every failure is one :class:`~imtrans.errors.RecipeError` naming the file, the
+dotted key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from imtrans.errors import ImtransError, RecipeError
+from imtrans.registry import did_you_mean, get_registry
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PartSpec(BaseModel):
+    """A part: its registered ``name`` plus that part's own parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+class LossSpec(PartSpec):
+    """A loss term: a registered loss, its ``weight`` (default: the loss's own) and parameters."""
+
+    weight: Optional[float] = None
+
+
+class DataConfig(_Strict):
+    root: Optional[str] = Field(None, description="Unpaired layout root (ROOT/trainA, trainB, testA, testB).")
+    dataset: str = Field("", description="Official data set name, used in the 'download it' hint.")
+    a: Optional[PartSpec] = Field(None, description="Domain A (training); default: layout of `root`.")
+    b: Optional[PartSpec] = Field(None, description="Domain B (training); default: layout of `root`.")
+    test_a: Optional[PartSpec] = Field(None, description="Held-out domain A for evaluation and samples.")
+    test_b: Optional[PartSpec] = Field(None, description="Held-out domain B for evaluation and samples.")
+    augment: PartSpec = Field(
+        default_factory=lambda: PartSpec(name="resize_and_crop"), description="Augmentation preset."
+    )
+    batch_size: int = Field(1, ge=1)
+    workers: int = Field(2, ge=0, description="DataLoader worker processes that decode images.")
+    cache: bool = Field(False, description="Keep decoded, resized images in memory (small data sets).")
+
+
+class ModelConfig(_Strict):
+    generator: PartSpec = Field(default_factory=lambda: PartSpec(name="resnet"))
+    discriminator: PartSpec = Field(default_factory=lambda: PartSpec(name="patchgan"))
+    generator_b: Optional[PartSpec] = Field(None, description="Generator B->A if it differs from `generator`.")
+    discriminator_b: Optional[PartSpec] = Field(None, description="D_B if it differs from `discriminator`.")
+    init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
+    init_gain: float = 0.02
+
+
+class OptimConfig(_Strict):
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = Field(2e-4, gt=0)
+    lr_d: Optional[float] = Field(None, gt=0, description="Discriminator learning rate; default `lr`.")
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(100, ge=0, description="Epochs at the initial learning rate.")
+    epochs_decay: int = Field(100, ge=0, description="Epochs of learning-rate decay after `epochs`.")
+    lr_policy: Literal["linear", "step", "cosine", "plateau", "constant"] = "linear"
+    lr_step_epochs: int = Field(50, ge=1, description="`step` policy: multiply the LR by 0.1 every N epochs.")
+    steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on steps per epoch (quick tries).")
+    max_steps: Optional[int] = Field(None, ge=1, description="Stop after this many steps in total.")
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
+    deterministic: bool = False
+    log_every: int = Field(50, ge=1)
+    sample_every: int = Field(500, ge=0, description="Steps between sample grids (0: only at epoch ends).")
+    checkpoint_every: int = Field(0, ge=0, description="Steps between `latest` checkpoints (0: epoch ends).")
+    save_every_epochs: int = Field(5, ge=0, description="Keep a snapshot every N epochs (0: never).")
+    eval_every: int = Field(0, ge=0, description="Steps between ground-truth evaluations (0: epoch ends).")
+    eval_images: int = Field(32, ge=1)
+
+
+class OutputConfig(_Strict):
+    root: str = "runs"
+    name: Optional[str] = Field(None, description="Run directory name; default: the recipe file's stem.")
+    tensorboard: bool = False
+
+
+class Recipe(_Strict):
+    """A whole training recipe."""
+
+    description: str = ""
+    scheme: PartSpec = Field(default_factory=lambda: PartSpec(name="cyclegan"))
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    losses: dict[str, LossSpec] = Field(default_factory=dict)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    # where it came from (not part of the TOML)
+    _source: str = pydantic.PrivateAttr(default="<recipe>")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    def run_name(self) -> str:
+        if self.output.name:
+            return self.output.name
+        return Path(self._source).stem if self._source != "<recipe>" else "run"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(self.model_dump(mode="json"))
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# reading, extends, overrides
+# ---------------------------------------------------------------------------
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"recipe file {path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise RecipeError(f"recipe {path} is a directory; give the path of a .toml file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"recipe {path} is not UTF-8 text; save it as UTF-8 TOML") from None
+    except OSError as e:
+        raise RecipeError(f"recipe {path} cannot be read ({e.strerror}); check its permissions") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: invalid TOML: {e}; fix the syntax there") from None
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: tables merge key by key, everything else replaces."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def read_with_extends(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        chain = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise RecipeError(f"{path}: `extends` forms a cycle ({chain}); remove one of the links")
+    data = _read_toml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(f"{path}: key 'extends' must be a file name string, got {parent!r}")
+    ppath = (path.parent / parent)
+    if not ppath.exists():
+        raise RecipeError(f"{path}: extends = {parent!r} but {ppath} does not exist; fix the path (it is relative to {path.name})")
+    return deep_merge(read_with_extends(ppath, (*_chain, resolved)), data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=3"`` -> (["train", "epochs"], 3).  Values are TOML; bare words are strings."""
+    if "=" not in text:
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p.strip() for p in parts):
+        raise RecipeError(f"--set {text!r}: the key {key!r} is not a dotted key like train.epochs")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except (tomllib.TOMLDecodeError, ValueError, TypeError, IndexError):
+        value = raw  # a bare word: treat it as a string
+    return [p.strip() for p in parts], value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Apply ``--set`` overrides; returns the new data and {dotted key: original text}."""
+    data = copy.deepcopy(data)
+    origin: dict[str, str] = {}
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            elif not isinstance(nxt, dict):
+                raise RecipeError(
+                    f"--set {text}: '{'.'.join(parts[: i + 1])}' is a value, not a table; set it directly"
+                )
+            node = nxt
+        node[parts[-1]] = value
+        origin[".".join(parts)] = text
+    return data, origin
+
+
+# ---------------------------------------------------------------------------
+# validation with messages a person can act on
+# ---------------------------------------------------------------------------
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """Field names valid at ``loc`` (for did-you-mean), or None if not a strict model."""
+    import typing
+
+    cur: Any = model
+    for step in loc:
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            f = cur.model_fields.get(str(step))
+            if f is None:
+                return None
+            cur = f.annotation
+        else:
+            return None
+        # unwrap Optional[...] and dict[str, X]
+        for _ in range(3):
+            args = [a for a in typing.get_args(cur) if a is not type(None)]
+            origin = typing.get_origin(cur)
+            if origin is dict:
+                cur = args[-1]
+                break
+            if args and origin is not None and origin not in (tuple, list, Literal):
+                cur = args[0]
+            else:
+                break
+    if isinstance(cur, type) and issubclass(cur, BaseModel):
+        return list(cur.model_fields)
+    return None
+
+
+def _where(source: str, key: str, origin: dict[str, str]) -> str:
+    for okey, text in origin.items():
+        if key == okey or key.startswith(okey + ".") or okey.startswith(key + "."):
+            return f"--set {text}"
+    return f"{source}: {key}" if key else source
+
+
+def _format_errors(err: pydantic.ValidationError, source: str, origin: dict[str, str]) -> str:
+    msgs = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(x) for x in loc)
+        where = _where(source, key, origin)
+        if e["type"] == "extra_forbidden":
+            valid = _fields_at(Recipe, loc[:-1]) if len(loc) > 1 else list(Recipe.model_fields)
+            hint = did_you_mean(str(loc[-1]), valid or [])
+            msgs.append(
+                f"{where}: unknown key '{loc[-1]}'{hint}"
+                + ("" if hint else f"; valid keys here: {', '.join(valid or [])}")
+            )
+        elif e["type"] == "missing":
+            msgs.append(f"{where}: required key is missing; add it")
+        else:
+            msgs.append(f"{where}: {e['msg']} (got {e.get('input')!r}); fix the value")
+    return "; ".join(msgs)
+
+
+def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None:
+    """Check every part's parameters against its registered parameter model."""
+
+    def check(kind: str, spec: PartSpec | None, key: str, drop: tuple[str, ...] = ()) -> None:
+        if spec is None:
+            return
+        params = {k: v for k, v in spec.params.items() if k not in drop}
+        reg = get_registry(kind)
+        where = _where(source, key, origin)
+        try:
+            reg.get(spec.name)
+            reg.validate(spec.name, params, where=f"{kind} '{spec.name}'")
+        except ImtransError as e:
+            raise RecipeError(f"{where}: {e}") from None
+
+    check("scheme", recipe.scheme, "scheme")
+    for k in ("generator", "discriminator", "generator_b", "discriminator_b"):
+        check("generator" if k.startswith("generator") else "discriminator", getattr(recipe.model, k), f"model.{k}")
+    for k in ("a", "b", "test_a", "test_b"):
+        check("domain", getattr(recipe.data, k), f"data.{k}")
+    check("augmentation", recipe.data.augment, "data.augment")
+    for term, spec in recipe.losses.items():
+        check("loss", spec, f"losses.{term}")
+
+
+def recipe_from_dict(
+    data: dict[str, Any], source: str = "<recipe>", origin: dict[str, str] | None = None, check_parts: bool = True
+) -> Recipe:
+    origin = origin or {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe must be a table of keys")
+    data = {k: v for k, v in data.items() if k != "extends"}
+    try:
+        recipe = Recipe.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise RecipeError(_format_errors(e, source, origin)) from None
+    recipe._source = source
+    if check_parts:
+        _validate_parts(recipe, source, origin)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None, check_parts: bool = True) -> Recipe:
+    """Read, merge, override and validate a recipe file."""
+    path = Path(path)
+    data = read_with_extends(path)
+    data, origin = apply_overrides(data, list(overrides or []))
+    return recipe_from_dict(data, str(path), origin, check_parts)

@@ -1,0 +1,284 @@
+"""Registries of parts: one obvious way to name, find and build a part.
+
+Every kind of part (generator, discriminator, loss, augmentation, domain, scheme)
+has one :class:`Registry`.  Plugins fill them through hooks (see
+:mod:`imtrans.hookspecs`); the built-in parts arrive the same way.  A part is any
+callable (usually an ``nn.Module`` class) whose keyword parameters are checked
+by a pydantic model *before* it is built, so a bad recipe fails with a sentence,
+not half-way through a constructor.
+
+Typical use::
+
+    from imtrans import registry
+    G = registry.build("generator", "resnet", n_blocks=6, ngf=32)
+    registry.names("loss")          # ['cycle', 'gan', ...]
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pydantic
+
+from imtrans.errors import ImtransError
+
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme")
+
+
+class UnknownPartError(ImtransError):
+    """A part name that no plugin registered."""
+
+
+class DuplicatePartError(ImtransError):
+    """Two plugins registered the same name for the same kind."""
+
+
+class PartParamsError(ImtransError):
+    """A part was given parameters it does not accept or of the wrong type."""
+
+
+def suggest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Closest matches of ``word`` among ``candidates`` (for did-you-mean messages)."""
+    cands = list(candidates)
+    found = difflib.get_close_matches(word, cands, n=n, cutoff=0.5)
+    if not found:
+        # Prefix matches catch 'resnet9' -> 'resnet' that ratio-based matching can miss.
+        found = [c for c in cands if word.startswith(c) or c.startswith(word)][:n]
+    return found
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    found = suggest(word, candidates)
+    if not found:
+        return ""
+    return "; did you mean " + " or ".join(repr(f) for f in found) + "?"
+
+
+def first_doc_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    for line in doc.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _params_model_from_signature(name: str, fn: Callable, skip: tuple[str, ...]) -> type[pydantic.BaseModel]:
+    """A pydantic model of ``fn``'s keyword parameters (extra keys forbidden)."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    sig = inspect.signature(target)
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # unresolvable forward refs: fall back to no type checking
+        hints = {}
+    fields: dict[str, Any] = {}
+    for i, (pname, p) in enumerate(sig.parameters.items()):
+        if inspect.isclass(fn) and i == 0:  # self
+            continue
+        if pname in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        ann = hints.get(pname, Any)
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[pname] = (ann, default)
+    model_name = "Params_" + re.sub(r"\W", "_", name)
+    return pydantic.create_model(  # type: ignore[call-overload]
+        model_name,
+        __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+
+
+@dataclass
+class Entry:
+    """One registered part: its name, factory, parameter model and origin."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    params: type[pydantic.BaseModel]
+    plugin: str
+    doc: str = ""
+
+    @property
+    def summary(self) -> str:
+        return first_doc_line(self.factory) if not self.doc else self.doc.strip().splitlines()[0]
+
+    def defaults(self) -> dict[str, Any]:
+        out = {}
+        for k, f in self.params.model_fields.items():
+            if not f.is_required():
+                out[k] = f.get_default(call_default_factory=True)
+        return out
+
+
+def format_validation_error(err: pydantic.ValidationError, where: str, accepted: Iterable[str]) -> str:
+    """One sentence per problem, naming the key, what was wrong and the fix."""
+    accepted = sorted(accepted)
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            key = str(e["loc"][0])
+            hint = did_you_mean(key, accepted)
+            parts.append(
+                f"{where} does not accept parameter '{loc}'{hint or ''}; accepted parameters: "
+                + (", ".join(accepted) if accepted else "none")
+            )
+        elif e["type"] == "missing":
+            parts.append(f"{where} needs parameter '{loc}'; add it")
+        else:
+            parts.append(f"{where} parameter '{loc}': {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(parts)
+
+
+@dataclass
+class Registry:
+    """Parts of one kind, by name.
+
+    ``register`` works as a call (``reg.register("name", factory)``) or as a
+    decorator (``@reg.register("name")``).  ``context`` names constructor
+    arguments supplied by the caller (e.g. a scheme's ``recipe``) rather than
+    by the recipe's parameter table; they are left out of the parameter model.
+    """
+
+    kind: str
+    context: tuple[str, ...] = ()
+    _entries: dict[str, Entry] = field(default_factory=dict)
+
+    # -- registration -------------------------------------------------------
+    def register(
+        self,
+        name: str | None = None,
+        factory: Callable[..., Any] | None = None,
+        *,
+        params: type[pydantic.BaseModel] | None = None,
+        doc: str | None = None,
+        plugin: str = "unknown",
+    ):
+        if factory is None:
+            def deco(f):
+                self.register(name or f.__name__, f, params=params, doc=doc, plugin=plugin)
+                return f
+            return deco
+        pname = name or getattr(factory, "__name__", None)
+        if not pname:
+            raise ImtransError(f"a {self.kind} registered by plugin '{plugin}' has no name; pass name=...")
+        if pname in self._entries:
+            other = self._entries[pname]
+            raise DuplicatePartError(
+                f"{self.kind} '{pname}' is registered by both plugin '{other.plugin}' and plugin '{plugin}'; "
+                f"rename one of them or disable a plugin with IMTRANS_DISABLE_PLUGINS"
+            )
+        model = params or _params_model_from_signature(f"{self.kind}_{pname}", factory, self.context)
+        self._entries[pname] = Entry(self.kind, pname, factory, model, plugin, doc or "")
+        return factory
+
+    def unregister_plugin(self, plugin: str) -> None:
+        for k in [k for k, e in self._entries.items() if e.plugin == plugin]:
+            del self._entries[k]
+
+    # -- lookup -------------------------------------------------------------
+    def names(self, pattern: str | None = None) -> list[str]:
+        import fnmatch
+
+        names = sorted(self._entries)
+        return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            hint = did_you_mean(name, self._entries)
+            avail = ", ".join(sorted(self._entries)) or "none"
+            raise UnknownPartError(
+                f"unknown {self.kind} '{name}'{hint or ''}"
+                + ("" if hint else f"; available: {avail}")
+                + f" (see `imtrans list {self.kind}`)"
+            ) from None
+
+    def entries(self) -> list[Entry]:
+        return [self._entries[n] for n in sorted(self._entries)]
+
+    # -- building -----------------------------------------------------------
+    def validate(self, name: str, params: dict[str, Any] | None = None, where: str | None = None) -> dict[str, Any]:
+        """Check ``params`` against the part's model; return them with defaults filled in."""
+        entry = self.get(name)
+        where = where or f"{self.kind} '{name}'"
+        try:
+            m = entry.params.model_validate(dict(params or {}))
+        except pydantic.ValidationError as e:
+            raise PartParamsError(format_validation_error(e, where, entry.params.model_fields)) from None
+        return {k: getattr(m, k) for k in entry.params.model_fields}
+
+    def build(self, name: str, *context: Any, **params: Any) -> Any:
+        """Build part ``name`` with validated keyword ``params`` (``context`` passed positionally)."""
+        entry = self.get(name)
+        clean = self.validate(name, params)
+        obj = entry.factory(*context, **clean)
+        # Remember how the part was made, so a checkpoint can rebuild it without the recipe.
+        try:
+            obj._imtrans_spec = {"name": name, **clean}  # type: ignore[attr-defined]
+        except Exception:
+            pass
+        return obj
+
+
+_REGISTRIES: dict[str, Registry] = {
+    "generator": Registry("generator"),
+    "discriminator": Registry("discriminator"),
+    "loss": Registry("loss"),
+    "augmentation": Registry("augmentation"),
+    "domain": Registry("domain", context=("split",)),
+    "scheme": Registry("scheme", context=("recipe",)),
+}
+
+
+def _check_kind(kind: str) -> str:
+    if kind in _REGISTRIES:
+        return kind
+    if kind.endswith("s") and kind[:-1] in _REGISTRIES:  # 'losses' / 'generators' read naturally
+        return kind[:-1]
+    if kind == "losses":
+        return "loss"
+    raise ImtransError(f"unknown kind of part '{kind}'{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
+
+
+def get_registry(kind: str, *, load_plugins: bool = True) -> Registry:
+    """The registry of ``kind``, with plugins loaded on first use."""
+    kind = _check_kind(kind)
+    if load_plugins:
+        from imtrans.plugins import ensure_loaded
+
+        ensure_loaded()
+    return _REGISTRIES[kind]
+
+
+def build(kind: str, name: str, *context: Any, **params: Any) -> Any:
+    """Build a registered part: ``build("generator", "resnet", n_blocks=9)``."""
+    return get_registry(kind).build(name, *context, **params)
+
+
+def build_spec(kind: str, spec: dict[str, Any], *context: Any) -> Any:
+    """Build from a recipe-style spec ``{"name": ..., **params}``."""
+    spec = dict(spec)
+    name = spec.pop("name")
+    return build(kind, name, *context, **spec)
+
+
+def names(kind: str, pattern: str | None = None) -> list[str]:
+    return get_registry(kind).names(pattern)
+
+
+def describe(kind: str | None = None) -> list[Entry]:
+    kinds = [_check_kind(kind)] if kind else list(KINDS)
+    out: list[Entry] = []
+    for k in kinds:
+        out.extend(get_registry(k).entries())
+    return out
