@@ -1,0 +1,37 @@
+"""Data: image decoding, domains (image sources), the unpaired dataset and dataset download.
+
+``DOMAINS`` maps the built-in domain names to factories called as
+``factory(split, **params)`` with ``split`` in {"train", "test"}; see
+``docs/data.md`` and ``docs/CONTRACTS.md``.
+"""
+
+from imtrans.data.folder import FolderDomain, folder, layout
+from imtrans.data.imageio import (
+    IMAGE_EXTENSIONS,
+    ImageDecodeError,
+    list_images,
+    open_rgb,
+    pil_to_uint8_tensor,
+    tensor_to_pil,
+)
+from imtrans.data.synthetic import SyntheticDomain
+
+DOMAINS = {
+    "folder": folder,
+    "layout": layout,
+    "synthetic": SyntheticDomain,
+}
+
+__all__ = [
+    "DOMAINS",
+    "FolderDomain",
+    "IMAGE_EXTENSIONS",
+    "ImageDecodeError",
+    "SyntheticDomain",
+    "folder",
+    "layout",
+    "list_images",
+    "open_rgb",
+    "pil_to_uint8_tensor",
+    "tensor_to_pil",
+]

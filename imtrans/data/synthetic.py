@@ -1,0 +1,238 @@
+"""Procedural, offline, seed-reproducible two-domain data for the quickstart and tests.
+
+Each index draws a *scene*: a smooth two-colour background gradient and one to
+three coloured shapes (ellipses or rotated boxes).  A scene can be rendered in
+two domains:
+
+* domain **A**: the plain scene, flat-coloured shapes;
+* domain **B**: a fixed, local, learnable stylisation of the same scene, chosen
+  by ``task``:
+
+  - ``stripes`` (zebra-like): inside each shape, vertical dark stripes fixed in
+    image coordinates (period ``size / 8`` pixels; the pattern is mirror
+    symmetric about the image centre, so a horizontal flip leaves it as is);
+    the background is untouched.
+  - ``paint``: a "painting" look: colour channels rotated (R,G,B -> G,B,R),
+    posterised to five levels per channel, and dark outlines along the shape
+    boundaries.
+
+Unpaired by construction: side ``a`` and side ``b`` draw scenes from different
+random streams, so ``b``'s image ``i`` is not the counterpart of ``a``'s image
+``i``.  The ground truth is still known: ``target(i)`` renders scene ``i`` of
+*this* side's stream in the *other* domain, which is what a perfect translator
+would output.  The ``test`` split uses two more streams, disjoint from
+training.  Every scene is a pure function of ``(seed, split, side, i)``.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import functools
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from imtrans.errors import ImtransError
+
+TASKS: tuple[str, ...] = ("stripes", "paint")
+
+# One random stream per (split, side): this is what makes the sides unpaired
+# and the test split held out.
+_STREAMS = {("train", "a"): 0, ("train", "b"): 1, ("test", "a"): 2, ("test", "b"): 3}
+
+
+def _scene_seed(seed: int, stream: int, index: int) -> int:
+    # Large odd multipliers keep (seed, stream, index) triples from colliding
+    # for any realistic count; Python's Random accepts arbitrary ints.
+    return (seed * 1_000_003 + stream) * 10_000_019 + index
+
+
+@dataclass(frozen=True)
+class _Shape:
+    kind: str  # "ellipse" | "box"
+    cx: float
+    cy: float
+    rx: float
+    ry: float
+    angle: float
+    color: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Parameters of one procedural scene (all lengths in pixels)."""
+
+    size: int
+    bg0: tuple[float, float, float]
+    bg1: tuple[float, float, float]
+    bg_angle: float
+    shapes: tuple[_Shape, ...]
+
+
+def make_scene(seed: int, stream: int, index: int, size: int) -> Scene:
+    """Draw scene ``index`` of ``stream`` (deterministic in all arguments)."""
+    rng = random.Random(_scene_seed(seed, stream, index))
+
+    def muted() -> tuple[float, float, float]:
+        # Low-saturation background so the saturated shapes stand out.
+        return colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.3), rng.uniform(0.35, 0.8))
+
+    bg0, bg1 = muted(), muted()
+    shapes = []
+    for _ in range(rng.randint(1, 3)):
+        r_big = rng.uniform(0.14, 0.3) * size
+        shapes.append(
+            _Shape(
+                kind=rng.choice(("ellipse", "box")),
+                cx=rng.uniform(0.2, 0.8) * size,
+                cy=rng.uniform(0.2, 0.8) * size,
+                rx=r_big,
+                ry=r_big * rng.uniform(0.5, 1.0),
+                angle=rng.uniform(0, math.pi),
+                color=colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0)),
+            )
+        )
+    return Scene(size, bg0, bg1, rng.uniform(0, 2 * math.pi), tuple(shapes))
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    c = torch.arange(size, dtype=torch.float32) + 0.5  # pixel centres
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return yy, xx
+
+
+@functools.lru_cache(maxsize=8)
+def _stripes(size: int) -> torch.Tensor:
+    """Soft vertical stripe pattern in [0, 1], symmetric about the image centre."""
+    _, xx = _grid(size)
+    period = max(4.0, size / 8.0)
+    s = torch.cos(2 * math.pi * (xx - size / 2) / period)
+    # A steep ramp instead of a hard threshold: about one pixel of anti-aliasing.
+    return (0.5 + 2.0 * s).clamp(0, 1)
+
+
+def _shape_fields(scene: Scene) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per shape: coverage alpha in [0,1] and a boundary-band weight, each ``[n, S, S]``."""
+    yy, xx = _grid(scene.size)
+    n = len(scene.shapes)
+    t = lambda vals: torch.tensor(vals, dtype=torch.float32).view(n, 1, 1)  # noqa: E731
+    cx, cy = t([s.cx for s in scene.shapes]), t([s.cy for s in scene.shapes])
+    rx, ry = t([s.rx for s in scene.shapes]), t([s.ry for s in scene.shapes])
+    ang = t([s.angle for s in scene.shapes])
+    is_box = t([1.0 if s.kind == "box" else 0.0 for s in scene.shapes])
+    dx, dy = xx - cx, yy - cy
+    u = (dx * torch.cos(ang) + dy * torch.sin(ang)) / rx
+    v = (-dx * torch.sin(ang) + dy * torch.cos(ang)) / ry
+    d_ell = torch.sqrt(u * u + v * v)
+    d_box = torch.maximum(u.abs(), v.abs())
+    d = torch.where(is_box > 0, d_box, d_ell)  # 1 on the boundary, <1 inside
+    rmin = torch.minimum(rx, ry)
+    # (1 - d) * rmin is roughly the signed distance in pixels to the boundary.
+    alpha = ((1 - d) * rmin + 0.5).clamp(0, 1)
+    band = (1 - ((d - 1) * rmin).abs() / 1.5).clamp(0, 1)
+    return alpha, band
+
+
+def render(scene: Scene, domain: Literal["a", "b"], task: str) -> torch.Tensor:
+    """Render ``scene`` in domain ``a`` (plain) or ``b`` (``task`` style) as float ``[3,S,S]`` in [0,1]."""
+    yy, xx = _grid(scene.size)
+    S = scene.size
+    g = (torch.cos(torch.tensor(scene.bg_angle)) * (xx - S / 2) + torch.sin(torch.tensor(scene.bg_angle)) * (yy - S / 2))
+    g = (g / S + 0.5).clamp(0, 1)  # smooth ramp across the image
+    bg0 = torch.tensor(scene.bg0).view(3, 1, 1)
+    bg1 = torch.tensor(scene.bg1).view(3, 1, 1)
+    img = bg0 * (1 - g) + bg1 * g
+    alpha, band = _shape_fields(scene)
+    stripes = _stripes(S) if (domain == "b" and task == "stripes") else None
+    for k, shape in enumerate(scene.shapes):  # painter's order: later shapes on top
+        col = torch.tensor(shape.color, dtype=torch.float32).view(3, 1, 1)
+        if stripes is not None:
+            col = col * (0.2 + 0.8 * stripes)
+        a = alpha[k]
+        img = img * (1 - a) + col * a
+    if domain == "b" and task == "paint":
+        img = img[[1, 2, 0]]
+        img = torch.round(img * 4) / 4
+        # Outlines after posterising so they stay crisp; only visible boundary
+        # parts count (a shape covered by a later one keeps no outline there).
+        vis = torch.ones_like(alpha[0])
+        outline = torch.zeros_like(alpha[0])
+        for k in reversed(range(len(scene.shapes))):
+            outline = torch.maximum(outline, band[k] * vis)
+            vis = vis * (1 - alpha[k])
+        img = img * (1 - 0.8 * outline)
+    return img.clamp(0, 1)
+
+
+def _to_pil(img: torch.Tensor) -> Image.Image:
+    arr = (img * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+
+
+class SyntheticDomain:
+    """Procedural two-domain toy data (offline, seed-reproducible); see :mod:`imtrans.data.synthetic`.
+
+    ``load(i)`` is scene ``i`` of this side's stream in this side's domain;
+    ``target(i)`` is the same scene in the other domain (the ground truth of
+    translating ``load(i)``).
+    """
+
+    def __init__(
+        self,
+        split: str,
+        task: Literal["stripes", "paint"] = "stripes",
+        side: Literal["a", "b"] = "a",
+        count: int = 512,
+        size: int = 64,
+        seed: int = 0,
+    ):
+        if split not in ("train", "test"):
+            raise ImtransError(f"synthetic domain split '{split}' is unknown; use 'train' or 'test'")
+        if task not in TASKS:
+            raise ImtransError(f"synthetic task '{task}' is unknown; use one of {', '.join(TASKS)}")
+        if side not in ("a", "b"):
+            raise ImtransError(f"synthetic side '{side}' is unknown; use 'a' or 'b'")
+        if count < 1:
+            raise ImtransError(f"synthetic count must be at least 1, got {count}")
+        if size < 16:
+            raise ImtransError(f"synthetic size must be at least 16 pixels, got {size}")
+        self.split, self.task, self.side = split, task, side
+        self.count, self.size, self.seed = count, size, seed
+        self.stream = _STREAMS[(split, side)]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _check(self, i: int) -> int:
+        if not -self.count <= i < self.count:
+            raise IndexError(f"synthetic index {i} out of range for {self.count} images")
+        return i % self.count
+
+    def scene(self, i: int) -> Scene:
+        """The scene behind image ``i``."""
+        return make_scene(self.seed, self.stream, self._check(i), self.size)
+
+    def render(self, i: int, domain: Literal["a", "b"]) -> torch.Tensor:
+        """Scene ``i`` rendered in ``domain`` as float ``[3,S,S]`` in [0,1]."""
+        return render(self.scene(i), domain, self.task)
+
+    def load(self, i: int) -> Image.Image:
+        """Image ``i`` of this side (RGB)."""
+        return _to_pil(self.render(i, self.side))
+
+    def target(self, i: int) -> Image.Image:
+        """Ground-truth translation of ``load(i)``: the same scene in the other domain."""
+        return _to_pil(self.render(i, "b" if self.side == "a" else "a"))
+
+    def name(self, i: int) -> str:
+        """A stable id such as ``stripes/train_a/00007.png``."""
+        return f"{self.task}/{self.split}_{self.side}/{self._check(i):05d}.png"
+
+    def __repr__(self) -> str:
+        return f"SyntheticDomain(task={self.task!r}, split={self.split!r}, side={self.side!r}, count={self.count})"
