@@ -1,0 +1,11 @@
+"""Network parts: generators, discriminators, their blocks, init and official-weight mapping.
+
+``GENERATORS`` and ``DISCRIMINATORS`` map part names to classes; the
+built-in plugin registers them.  See docs/parts.md for every parameter.
+"""
+
+from imtrans.nets.discriminators import DISCRIMINATORS
+from imtrans.nets.generators import GENERATORS
+from imtrans.nets.init import init_weights
+
+__all__ = ["GENERATORS", "DISCRIMINATORS", "init_weights"]

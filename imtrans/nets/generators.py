@@ -1,0 +1,388 @@
+"""Generators: ``resnet`` and ``unet`` (official layouts) and ``timm_unet``.
+
+Every generator maps ``[B, in_channels, H, W]`` in [-1, 1] to
+``[B, out_channels, H, W]`` in [-1, 1] (tanh), exposes ``in_channels``,
+``out_channels`` and ``size_multiple``, checks the input size with
+:meth:`check_input_size` at the start of ``forward`` and offers the feature
+interface ``encode(x, layers)`` used by feature losses such as PatchNCE.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imtrans.errors import ImtransError
+from imtrans.nets.blocks import (
+    NormName,
+    PaddingName,
+    ResnetBlock,
+    UnetSkipBlock,
+    conv_bias,
+    get_norm_layer,
+)
+from imtrans.nets.init import InitName, init_weights
+
+
+class _GeneratorBase(nn.Module):
+    """Shared size check and ``encode`` argument check."""
+
+    part_name = "generator"
+    size_multiple: int = 1
+    min_size: int = 1
+
+    def check_input_size(self, h: int, w: int) -> None:
+        """Raise :class:`ImtransError` unless ``h`` and ``w`` suit this network.
+
+        Pure integer arithmetic: cheap enough to run on every forward call.
+        """
+        m, lo = self.size_multiple, self.min_size
+        if h % m or w % m or h < lo or w < lo:
+            extra = f" and at least {lo}" if lo > m else ""
+            raise ImtransError(
+                f"{self.part_name} generator needs height and width divisible by {m}{extra}; "
+                f"got {h}x{w}: resize or pad the image"
+            )
+
+    def _check_layers(self, layers: list[int], n: int, what: str) -> None:
+        bad = [i for i in layers if not 0 <= int(i) < n]
+        if bad:
+            raise ImtransError(
+                f"{self.part_name} generator has {what} indices 0..{n - 1}; got {bad[0]}: "
+                f"choose layers within that range"
+            )
+
+
+class ResnetGenerator(_GeneratorBase):
+    """ResNet generator of CycleGAN (official ``ResnetGenerator``): 2 downsamplings, residual blocks, 2 upsamplings.
+
+    Layout of ``self.model`` (an ``nn.Sequential``; indices are also the
+    official state_dict key numbers): 0 reflect-pad 3, 1 conv 7x7, 2 norm,
+    3 ReLU, 4 conv stride 2, 5 norm, 6 ReLU, 7 conv stride 2, 8 norm, 9 ReLU,
+    10 .. 9+n_blocks residual blocks, then per upsampling a transposed conv,
+    norm and ReLU, then reflect-pad 3, conv 7x7 and tanh.
+
+    Feature interface: ``encode(x, layers)`` returns, for each index ``i`` in
+    ``layers`` (in the order given), the output of ``self.model[i]`` when the
+    sequential is run in order starting from the input, exactly like the
+    ``layers`` argument of the CUT code (the input itself is not an entry:
+    index 0 is the output of the first reflection pad).  The pass stops after
+    the largest requested index.  CUT's defaults ``0, 4, 8, 12, 16`` are valid
+    here; note CUT inserts anti-aliasing ``Downsample`` layers by default, so
+    with this (official CycleGAN) layout they point at slightly different
+    depths (4 = first strided conv, 8 = second downsampling norm, 12 and 16 =
+    the 3rd and 7th residual blocks).
+
+    Parameters: ``in_channels``/``out_channels`` image channels; ``ngf``
+    filters of the first conv; ``norm`` instance | batch | none; ``dropout``
+    0.5 dropout inside residual blocks; ``n_blocks`` residual blocks (9 for
+    256 px images, 6 for 128 px in the official recipes); ``padding_type``
+    padding inside residual blocks; ``init``/``init_gain`` weight init.
+    """
+
+    part_name = "resnet"
+    size_multiple = 4
+    # Reflection padding of 1 inside the residual blocks needs at least 2x2
+    # activations at the bottleneck, i.e. 8x8 input.
+    min_size = 8
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        norm: NormName = "instance",
+        dropout: bool = False,
+        n_blocks: int = 9,
+        padding_type: PaddingName = "reflect",
+        init: InitName = "normal",
+        init_gain: float = 0.02,
+    ):
+        super().__init__()
+        if n_blocks < 0:
+            raise ImtransError(f"resnet generator needs n_blocks >= 0; got {n_blocks}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.n_blocks = n_blocks
+        norm_layer = get_norm_layer(norm)
+        use_bias = conv_bias(norm)
+
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, ngf, kernel_size=7, padding=0, bias=use_bias),
+            norm_layer(ngf),
+            nn.ReLU(True),
+        ]
+        n_down = 2
+        for i in range(n_down):
+            c = ngf * 2**i
+            layers += [
+                nn.Conv2d(c, c * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+                norm_layer(c * 2),
+                nn.ReLU(True),
+            ]
+        c = ngf * 2**n_down
+        layers += [ResnetBlock(c, padding_type, norm, dropout, use_bias) for _ in range(n_blocks)]
+        for i in range(n_down):
+            c = ngf * 2 ** (n_down - i)
+            layers += [
+                # output_padding=1 makes each step an exact x2 upsampling.
+                nn.ConvTranspose2d(c, c // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias),
+                norm_layer(c // 2),
+                nn.ReLU(True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7, padding=0), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+        init_weights(self, init, init_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        return self.model(x)
+
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """Outputs of ``self.model[i]`` for each ``i`` in ``layers`` (see the class docstring)."""
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        if not layers:
+            return []
+        self._check_layers(layers, len(self.model), "layer")
+        wanted = {int(i) for i in layers}
+        last = max(wanted)
+        found: dict[int, torch.Tensor] = {}
+        feat = x
+        for i, layer in enumerate(self.model):
+            feat = layer(feat)
+            if i in wanted:
+                found[i] = feat
+            if i == last:  # nothing deeper is needed: skip the decoder
+                break
+        return [found[int(i)] for i in layers]
+
+
+class UnetGenerator(_GeneratorBase):
+    """U-Net generator of pix2pix (official ``UnetGenerator``): ``num_downs`` stride-2 levels with skip connections.
+
+    ``num_downs=8`` takes 256x256 to a 1x1 bottleneck (official ``unet_256``),
+    ``num_downs=7`` is ``unet_128``.  The nested blocks are stored as
+    ``model.model.1.model.3...`` exactly as in the official code.  H and W must
+    be divisible by ``2**num_downs``.
+
+    Feature interface: ``encode(x, layers)`` returns encoder activations by
+    level: index ``i`` (0 <= i < num_downs) is the output of the ``i``-th
+    downsampling step (its strided conv, followed by its norm on the middle
+    levels), i.e. a map of size H/2**(i+1); 0 is the outermost level and
+    ``num_downs - 1`` the bottleneck.  The pass stops at the deepest requested
+    level and never runs the decoder.
+
+    Parameters: ``in_channels``/``out_channels``; ``ngf`` filters at the
+    outermost level (capped at 8*ngf deeper); ``norm`` (pix2pix uses batch);
+    ``dropout`` 0.5 dropout in the ``num_downs - 5`` innermost middle levels
+    (as official); ``num_downs`` levels (>= 5); ``init``/``init_gain``.
+    """
+
+    part_name = "unet"
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        norm: NormName = "instance",
+        dropout: bool = False,
+        num_downs: int = 8,
+        init: InitName = "normal",
+        init_gain: float = 0.02,
+    ):
+        super().__init__()
+        if num_downs < 5:
+            raise ImtransError(f"unet generator needs num_downs >= 5; got {num_downs}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.num_downs = num_downs
+        self.size_multiple = 2**num_downs
+        block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, dropout=dropout)
+        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
+        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
+        block = UnetSkipBlock(ngf, ngf * 2, submodule=block, norm=norm)
+        self.model = UnetSkipBlock(out_channels, ngf, input_nc=in_channels, submodule=block, outermost=True, norm=norm)
+        init_weights(self, init, init_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        return self.model(x)
+
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """Encoder activations per level (see the class docstring)."""
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        if not layers:
+            return []
+        self._check_layers(layers, self.num_downs, "encoder level")
+        wanted = {int(i) for i in layers}
+        found: dict[int, torch.Tensor] = {}
+        block: nn.Module = self.model
+        feat = x
+        for level in range(max(wanted) + 1):
+            # Run only the "down" half of this level; its submodule (the next
+            # level) sits right after it in block.model.
+            for j in range(block.down_len):
+                feat = block.model[j](feat)
+            if level in wanted:
+                found[level] = feat
+            if not block.innermost:
+                block = block.model[block.down_len]
+        return [found[int(i)] for i in layers]
+
+
+class _DecoderBlock(nn.Sequential):
+    """Two 3x3 conv-norm-ReLU layers (optional dropout between them)."""
+
+    def __init__(self, cin: int, cout: int, norm: str, dropout: bool):
+        norm_layer = get_norm_layer(norm)
+        bias = conv_bias(norm)
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=bias), norm_layer(cout), nn.ReLU(True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.Conv2d(cout, cout, 3, padding=1, bias=bias), norm_layer(cout), nn.ReLU(True)]
+        super().__init__(*layers)
+
+
+class TimmUnetGenerator(_GeneratorBase):
+    """U-Net decoder over any timm encoder (``features_only=True``), output at input resolution with tanh.
+
+    The encoder is ``timm.create_model(encoder, features_only=True,
+    in_chans=in_channels)``; its stage outputs (strides e.g. 2, 4, ..., 32)
+    are decoded from the deepest up: each step upsamples bilinearly to the
+    next shallower stage, concatenates it and applies two conv-norm-ReLU
+    layers with ``min(ngf * 2**stage, 8 * ngf)`` channels.  A last step
+    upsamples to the input size, concatenates the input image itself (a
+    full-resolution skip) and maps to ``out_channels`` with a 3x3 conv and
+    tanh.  With 3 input channels the encoder sees the image renormalised from
+    [-1, 1] to the encoder's ImageNet mean/std (not stored in the state_dict).
+    H and W must be divisible by the encoder's largest stride (32 for most).
+
+    Feature interface: ``encode(x, layers)`` returns the encoder stage outputs
+    by index (0 = shallowest timm feature, ``len(encoder.feature_info) - 1``
+    the deepest).
+
+    Parameters: ``encoder`` any timm model name that supports
+    ``features_only``; ``pretrained`` loads timm's weights (needs network or a
+    filled Hugging Face cache); ``pretrained_file`` a local weights file
+    (``.safetensors``/``.pth``) to load instead, passed to timm as
+    ``pretrained_cfg_overlay=dict(file=...)``; ``ngf`` decoder width; ``norm``
+    and ``dropout`` for the decoder; ``init``/``init_gain`` for the decoder
+    (the encoder keeps timm's init or its pretrained weights).
+    """
+
+    part_name = "timm_unet"
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        ngf: int = 64,
+        norm: NormName = "instance",
+        dropout: bool = False,
+        encoder: str = "resnet18",
+        pretrained: bool = False,
+        pretrained_file: str = "",
+        init: InitName = "normal",
+        init_gain: float = 0.02,
+    ):
+        super().__init__()
+        import timm  # imported lazily: timm is slow to import and only this part needs it
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.encoder_name = encoder
+        if not timm.is_model(encoder):
+            from imtrans.registry import did_you_mean
+
+            raise ImtransError(
+                f"timm_unet encoder '{encoder}' is not a timm model{did_you_mean(encoder, timm.list_models())}; "
+                f"see timm.list_models()"
+            )
+        kwargs: dict = dict(features_only=True, in_chans=in_channels)
+        if pretrained_file:
+            if not os.path.isfile(pretrained_file):
+                raise ImtransError(
+                    f"timm_unet pretrained_file '{pretrained_file}' does not exist; give the path of a local "
+                    f"weights file (.safetensors or .pth) for encoder '{encoder}'"
+                )
+            kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=pretrained_file))
+        else:
+            kwargs.update(pretrained=pretrained)
+        try:
+            self.encoder = timm.create_model(encoder, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any failure here is a weights/setup problem for the user
+            if not kwargs["pretrained"]:
+                raise
+            raise ImtransError(
+                f"could not load pretrained weights for timm encoder '{encoder}' ({type(e).__name__}: {e}); "
+                f"without network, download them elsewhere and pass pretrained_file='path/to/weights.safetensors', "
+                f"or copy them into the Hugging Face cache (HF_HOME) and set HF_HUB_OFFLINE=1"
+            ) from e
+
+        info = self.encoder.feature_info
+        chs: list[int] = list(info.channels())
+        reds: list[int] = list(info.reduction())
+        self.size_multiple = max(reds)
+        self.num_stages = len(chs)
+
+        cfg = getattr(self.encoder, "pretrained_cfg", None) or {}
+        mean = cfg.get("mean", (0.485, 0.456, 0.406))
+        std = cfg.get("std", (0.229, 0.224, 0.225))
+        self._renorm = in_channels == 3 and len(mean) == 3
+        # Non-persistent: derived from the encoder config, not learned.
+        self.register_buffer("_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+        widths = [min(ngf * 2**i, ngf * 8) for i in range(len(chs))]
+        blocks = []
+        cur = chs[-1]
+        for i in range(len(chs) - 2, -1, -1):
+            blocks.append(_DecoderBlock(cur + chs[i], widths[i], norm, dropout))
+            cur = widths[i]
+        self.decoder = nn.ModuleList(blocks)
+        self.head = nn.Sequential(
+            _DecoderBlock(cur + in_channels, ngf, norm, False),
+            nn.Conv2d(ngf, out_channels, 3, padding=1),
+            nn.Tanh(),
+        )
+        init_weights(self.decoder, init, init_gain)
+        init_weights(self.head, init, init_gain)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self._renorm:
+            x = ((x + 1) * 0.5 - self._mean) / self._std
+        return list(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        feats = self._features(x)
+        y = feats[-1]
+        for block, skip in zip(self.decoder, reversed(feats[:-1])):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], 1))
+        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(torch.cat([y, x], 1))
+
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """Encoder stage outputs by index (see the class docstring)."""
+        self.check_input_size(x.shape[-2], x.shape[-1])
+        if not layers:
+            return []
+        self._check_layers(layers, self.num_stages, "encoder stage")
+        feats = self._features(x)
+        return [feats[int(i)] for i in layers]
+
+
+GENERATORS = {
+    "resnet": ResnetGenerator,
+    "unet": UnetGenerator,
+    "timm_unet": TimmUnetGenerator,
+}
