@@ -1,0 +1,227 @@
+"""Loading weights trained with the official pytorch-CycleGAN-and-pix2pix code.
+
+The official code saves plain ``state_dict`` files such as
+``checkpoints/<name>/latest_net_G_A.pth`` (``G_A``, ``G_B``, ``D_A``,
+``D_B``) and publishes generators such as ``horse2zebra.pth``.  Our
+``resnet``, ``unet``, ``patchgan`` and ``pixelgan`` parts build their layers
+in the official order under the official attribute names, so the key
+mapping is the identity on the layer names:
+
+==========  ==========================  =======================  ==================
+part        official class              official keys            our keys
+==========  ==========================  =======================  ==================
+resnet      ResnetGenerator             ``model.<i>....``        ``model.<i>....``
+unet        UnetGenerator               ``model.model.<i>....``  same
+patchgan    NLayerDiscriminator         ``model.<i>....``        same
+pixelgan    PixelDiscriminator          ``net.<i>....``          same
+==========  ==========================  =======================  ==================
+
+What the mapping does handle:
+
+* a leading ``module.`` (saved from ``nn.DataParallel``) is removed, as is
+  ``_orig_mod.`` (saved from ``torch.compile``);
+* ``running_mean`` / ``running_var`` / ``num_batches_tracked`` of
+  *instance*-norm layers are dropped: older official versions created
+  ``InstanceNorm2d`` with ``track_running_stats=True`` and old checkpoints
+  carry those buffers, which the official loader also deletes
+  (``__patch_instance_norm_state_dict``); ours track no statistics;
+* the parameters used to build the part (``ngf``, ``n_blocks``, ``norm``,
+  ...) must be the ones the file was trained with; a mismatch is reported
+  as the first missing / unexpected / differently shaped key.
+
+``timm_unet``, ``multiscale`` and spectrally normalised networks have no
+official counterpart.  Official ``norm='none'`` networks do not load either:
+the official code omits the conv biases there and ours keep them.
+
+Only ``torch.load(..., weights_only=True)`` is used: an official ``.pth``
+is a dict of tensors and never needs arbitrary unpickling.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from imtrans.errors import ImtransError
+
+# part name -> (kind, [(official key prefix, imtrans key prefix), ...]).
+# The prefixes are the same today because our modules mirror the official
+# attribute names; the table is where a future part with different names
+# would declare its renames.
+OFFICIAL_LAYOUTS: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "resnet": ("generator", [("model.", "model.")]),
+    "unet": ("generator", [("model.", "model.")]),
+    "patchgan": ("discriminator", [("model.", "model.")]),
+    "pixelgan": ("discriminator", [("net.", "net.")]),
+}
+
+_STAT_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _layout(part_name: str) -> list[tuple[str, str]]:
+    try:
+        return OFFICIAL_LAYOUTS[part_name][1]
+    except KeyError:
+        raise ImtransError(
+            f"part '{part_name}' has no official weights layout; official weights exist for: "
+            + ", ".join(sorted(OFFICIAL_LAYOUTS))
+        ) from None
+
+
+def _rename(key: str, rules: list[tuple[str, str]], reverse: bool) -> str:
+    for official, ours in rules:
+        src, dst = (ours, official) if reverse else (official, ours)
+        if key.startswith(src):
+            return dst + key[len(src):]
+    return key
+
+
+def _strip_wrappers(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for p in _WRAPPER_PREFIXES:
+            if key.startswith(p):
+                key, changed = key[len(p):], True
+    return key
+
+
+def _instance_norm_stat_keys(sd: dict[str, torch.Tensor], module: nn.Module | None) -> set[str]:
+    """Keys of running statistics that belong to instance-norm layers."""
+    if module is not None:
+        prefixes = {name for name, m in module.named_modules() if isinstance(m, nn.InstanceNorm2d)}
+        return {k for k in sd if k.rsplit(".", 1)[-1] in _STAT_SUFFIXES and k.rsplit(".", 1)[0] in prefixes}
+    # Without the module: official instance norm is never affine while batch
+    # norm always is, so statistics without a sibling ``.weight`` are instance norm.
+    out = set()
+    for k in sd:
+        owner, _, leaf = k.rpartition(".")
+        if leaf in _STAT_SUFFIXES and f"{owner}.weight" not in sd:
+            out.add(k)
+    return out
+
+
+def official_to_imtrans(
+    part_name: str, state_dict: dict[str, torch.Tensor], module: nn.Module | None = None
+) -> dict[str, torch.Tensor]:
+    """Map an official ``state_dict`` to the keys of our part ``part_name``.
+
+    Strips ``module.`` / ``_orig_mod.`` prefixes, drops instance-norm running
+    statistics (exactly those of ``module``'s InstanceNorm layers when
+    ``module`` is given, otherwise those without a sibling affine weight) and
+    applies the prefix renames of :data:`OFFICIAL_LAYOUTS`.  Tensors are not
+    copied.
+    """
+    rules = _layout(part_name)
+    stripped = {_strip_wrappers(k): v for k, v in state_dict.items()}
+    # Renaming first lets ``module`` (which has our names) pick the statistics.
+    renamed = {_rename(k, rules, reverse=False): v for k, v in stripped.items()}
+    drop = _instance_norm_stat_keys(renamed, module)
+    return {k: v for k, v in renamed.items() if k not in drop}
+
+
+def imtrans_to_official(part_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map our ``state_dict`` of part ``part_name`` to the official layout (the inverse of :func:`official_to_imtrans`).
+
+    The result loads into the official class with ``load_state_dict``
+    (official ``load_networks`` tolerates the absent instance-norm statistics).
+    """
+    rules = _layout(part_name)
+    for k in state_dict:
+        if ".parametrizations." in k:
+            raise ImtransError(
+                f"key '{k}' belongs to a spectrally normalised layer, which the official code does not have; "
+                f"build the part with spectral_norm=False"
+            )
+    return {_rename(k, rules, reverse=True): v for k, v in state_dict.items()}
+
+
+def load_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read an official ``.pth`` state_dict on the CPU with ``weights_only=True``.
+
+    Failures (missing file, not a tensor dict, a pickle that needs code) become
+    :class:`ImtransError`.  A checkpoint dict that wraps the weights under
+    ``"state_dict"`` is unwrapped.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImtransError(f"official weights file '{path}' does not exist; give the path of a .pth such as latest_net_G_A.pth")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every failure is "this is not a loadable weights file"
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ImtransError(
+            f"could not read '{path}' as a PyTorch state_dict ({msg}); "
+            f"pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ImtransError(
+            f"'{path}' does not hold a state_dict (a dict of tensors); pass a weights file saved by the official code"
+        )
+    return dict(obj)
+
+
+def _build(part: str, params: dict[str, Any]) -> nn.Module:
+    """Build one of our parts with its parameters validated like the registry does.
+
+    A private :class:`~imtrans.registry.Registry` is used so that this works
+    without the plugin machinery (and gives the same parameter messages).
+    """
+    from imtrans.nets.discriminators import DISCRIMINATORS
+    from imtrans.nets.generators import GENERATORS
+    from imtrans.registry import Registry
+
+    if part in GENERATORS:
+        reg, factory = Registry("generator"), GENERATORS[part]
+    elif part in DISCRIMINATORS:
+        reg, factory = Registry("discriminator"), DISCRIMINATORS[part]
+    else:
+        _layout(part)  # raises the "no official layout" message
+        raise AssertionError("unreachable")
+    reg.register(part, factory, plugin="imtrans.nets")
+    return reg.build(part, **params)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "[" + ", ".join(str(s) for s in t.shape) + "]"
+
+
+def convert_official(
+    path: str | os.PathLike, part: str, params: dict[str, Any] | None = None
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Build part ``part`` with ``params`` and load the official weights at ``path`` into it.
+
+    Returns ``(module, state_dict)`` where ``state_dict`` is in our layout (ready
+    to be stored by the checkpoint code).  Example::
+
+        G, sd = convert_official("horse2zebra.pth", "resnet", {"n_blocks": 9})
+
+    A file that does not fit raises :class:`ImtransError` naming the first
+    missing, unexpected or differently shaped key.
+    """
+    params = dict(params or {})
+    _layout(part)
+    module = _build(part, params)
+    raw = load_official_pth(path)
+    sd = official_to_imtrans(part, raw, module)
+    expected = module.state_dict()
+    what = f"'{os.fspath(path)}' does not fit {part} with parameters {params or 'default'}"
+    fix = "build the part with the parameters the file was trained with (ngf, n_blocks/num_downs/n_layers, norm, channels)"
+    for k, v in expected.items():
+        if k not in sd:
+            raise ImtransError(f"{what}: missing key '{k}' (shape {_shape(v)}); {fix}")
+    for k, v in sd.items():
+        if k not in expected:
+            raise ImtransError(f"{what}: unexpected key '{k}' (shape {_shape(v)}); {fix}")
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise ImtransError(
+                f"{what}: key '{k}' has shape {_shape(v)} in the file but {_shape(expected[k])} in the network; {fix}"
+            )
+    module.load_state_dict(sd, strict=True)
+    return module, sd
