@@ -1,0 +1,117 @@
+"""Dataset download against a local HTTP server: full, resumed, unsafe archive, unknown name."""
+
+import http.server
+import io
+import threading
+import zipfile
+
+import pytest
+
+from imtrans.data.download import CYCLEGAN_DATASETS, DEFAULT_URL, download_dataset
+from imtrans.errors import ImtransError
+
+
+def make_zip(members):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def server():
+    """A threaded local server; ``files`` maps a URL path to bytes; ``ranges`` records Range headers."""
+    state = {"files": {}, "ranges": [], "honour_range": True}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):  # keep test output quiet
+            pass
+
+        def do_GET(self):
+            data = state["files"].get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            rng = self.headers.get("Range")
+            state["ranges"].append(rng)
+            if rng and state["honour_range"]:
+                start = int(rng.split("=")[1].split("-")[0])
+                body = data[start:]
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                body = data
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    state["base"] = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+DATA = make_zip(
+    {
+        "mini/trainA/1.txt": b"a" * 5000,
+        "mini/trainB/2.txt": b"b" * 3000,
+        "mini/testA/3.txt": b"c",
+        "mini/testB/4.txt": b"d",
+    }
+)
+
+
+def test_full_download(server, tmp_path):
+    server["files"]["/mini.zip"] = DATA
+    out = download_dataset("mini", root=tmp_path, url=server["base"] + "/mini.zip", progress=False)
+    assert out == tmp_path / "mini"
+    assert (out / "trainA" / "1.txt").read_bytes() == b"a" * 5000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mini"]  # zip, .part and temp dir gone
+    assert server["ranges"] == [None]
+    # Already present: returned without another request.
+    download_dataset("mini", root=tmp_path, url=server["base"] + "/mini.zip", progress=True)
+    assert len(server["ranges"]) == 1
+
+
+@pytest.mark.parametrize("honour", [True, False])
+def test_resumed_download(server, tmp_path, honour):
+    server["files"]["/mini.zip"] = DATA
+    server["honour_range"] = honour
+    cut = len(DATA) // 3
+    (tmp_path / "mini.zip.part").write_bytes(DATA[:cut])
+    out = download_dataset("mini", root=tmp_path, url=server["base"] + "/mini.zip", progress=False)
+    assert server["ranges"] == [f"bytes={cut}-"]
+    assert (out / "trainB" / "2.txt").read_bytes() == b"b" * 3000
+    assert not (tmp_path / "mini.zip.part").exists()
+
+
+def test_refuses_escaping_member(server, tmp_path):
+    root = tmp_path / "root"
+    server["files"]["/evil.zip"] = make_zip({"evil/ok.txt": b"fine", "../escape.txt": b"gotcha"})
+    with pytest.raises(ImtransError, match=r"\.\./escape\.txt"):
+        download_dataset("evil", root=root, url=server["base"] + "/evil.zip", progress=False)
+    assert not (tmp_path / "escape.txt").exists()
+    assert not (root / "evil").exists()
+    assert [p.name for p in root.iterdir()] == ["evil.zip"]  # no extraction leftovers
+
+
+def test_corrupt_zip(server, tmp_path):
+    server["files"]["/bad.zip"] = b"PK not really a zip"
+    with pytest.raises(ImtransError, match="not a valid zip"):
+        download_dataset("bad", root=tmp_path, url=server["base"] + "/bad.zip", progress=False)
+
+
+def test_http_error(server, tmp_path):
+    with pytest.raises(ImtransError, match="HTTP 404"):
+        download_dataset("gone", root=tmp_path, url=server["base"] + "/gone.zip", progress=False)
+
+
+def test_unknown_name_suggests(tmp_path):
+    with pytest.raises(ImtransError, match="horse2zebra"):
+        download_dataset("horse2zebr", root=tmp_path)
+    assert "horse2zebra" in CYCLEGAN_DATASETS and "{name}" in DEFAULT_URL
