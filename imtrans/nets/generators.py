@@ -10,7 +10,6 @@ interface ``encode(x, layers)`` used by feature losses such as PatchNCE.
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
