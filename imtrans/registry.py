@@ -225,6 +225,7 @@ class Registry:
         # Remember how the part was made, so a checkpoint can rebuild it without the recipe.
         try:
             obj._imtrans_spec = {"name": name, **clean}  # type: ignore[attr-defined]
+            obj._imtrans_kind = self.kind  # type: ignore[attr-defined]
         except Exception:
             pass
         return obj

@@ -1,1 +1,53 @@
-"""placeholder"""
+"""`imtrans run`: train a recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imtrans.cli import app
+from imtrans.cli._console import console, err_console
+
+
+@app.command("run")
+def run(
+    recipe: Path = typer.Argument(..., help="Recipe TOML file, e.g. recipes/quickstart.toml."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: --set train.epochs=3 (repeatable)."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", help="Continue the run in this directory (or give --resume auto for the recipe's own).",
+        show_default=False,
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16 or fp16."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Use deterministic algorithms (slower)."),
+    skip_nonfinite: int = typer.Option(0, "--skip-nonfinite", help="Skip up to N batches whose loss is NaN/Inf."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
+) -> None:
+    """Train from a recipe into runs/NAME (checkpoints, metrics.jsonl, samples, index.html)."""
+    from imtrans.engine.trainer import Trainer
+    from imtrans.recipe import load_recipe
+
+    overrides = list(set_)
+    if seed is not None:
+        overrides.append(f"train.seed={seed}")
+    if device:
+        overrides.append(f"train.device={device}")
+    if precision:
+        overrides.append(f"train.precision={precision}")
+    if deterministic:
+        overrides.append("train.deterministic=true")
+    r = load_recipe(recipe, overrides)
+    run_dir = None
+    if resume and resume != "auto":
+        run_dir = Path(resume)
+    trainer = Trainer(r, run_dir=run_dir, resume=resume is not None, progress=not no_progress,
+                      console=err_console, skip_nonfinite=skip_nonfinite)
+    res = trainer.fit()
+    console.print(f"[green]{res.stopped}[/] after {res.steps} steps ({res.seconds:.1f} s): {res.run_dir}")
+    for k, v in res.eval_after.items():
+        before = res.eval_before.get(k)
+        console.print(f"  {k}: {v:.4f}" + (f" (before training: {before:.4f})" if before is not None else ""))
+    console.print(f"  report: {res.run_dir / 'index.html'}")

@@ -1,0 +1,278 @@
+"""Checkpoints: safetensors only, written atomically, rebuildable without the recipe.
+
+A checkpoint is a directory::
+
+    checkpoints/latest/
+        weights.safetensors   every network's weights, keys "<net>.<param>";
+                              metadata "imtrans" = JSON {format, scheme, step, epoch,
+                              nets: {net: {kind, spec: {name, **params}}}, translators, recipe}
+        state.safetensors     optimiser / scheduler / pool / RNG / step state:
+                              tensors + a JSON skeleton (no pickle anywhere)
+
+It is written to a temporary directory (files fsync'ed), then renamed into
+place; the previous ``latest`` is first renamed to ``latest.old`` and removed
+only after the new one is in place, so a crash at any instant leaves a
+loadable checkpoint (:func:`resolve_checkpoint` falls back to ``latest.old``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from imtrans.errors import ImtransError
+
+FORMAT = 1
+WEIGHTS = "weights.safetensors"
+STATE = "state.safetensors"
+
+
+class CheckpointError(ImtransError):
+    """A checkpoint that cannot be read or does not fit the networks."""
+
+
+# ---------------------------------------------------------------------------
+# nested state <-> (tensors, JSON)
+# ---------------------------------------------------------------------------
+
+def pack(obj: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split nested dicts/lists/tuples into a flat tensor map and a JSON skeleton."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(x: Any, path: str) -> Any:
+        if isinstance(x, torch.Tensor):
+            key = path or "_"
+            tensors[key] = x.detach().cpu().contiguous()
+            return {"__t__": key}
+        if isinstance(x, dict):
+            return {"__d__": [[walk(k, f"{path}.k{i}"), walk(v, f"{path}.{i}")] for i, (k, v) in enumerate(x.items())]}
+        if isinstance(x, tuple):
+            return {"__tuple__": [walk(v, f"{path}.{i}") for i, v in enumerate(x)]}
+        if isinstance(x, list):
+            return [walk(v, f"{path}.{i}") for i, v in enumerate(x)]
+        if isinstance(x, float) and (x != x or x in (float("inf"), float("-inf"))):
+            return {"__float__": repr(x)}
+        if x is None or isinstance(x, (bool, int, float, str)):
+            return x
+        raise TypeError(f"cannot store {type(x).__name__} in a checkpoint")
+
+    return tensors, walk(obj, "s")
+
+
+def unpack(tensors: dict[str, torch.Tensor], skel: Any) -> Any:
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            if "__t__" in x:
+                return tensors[x["__t__"]]
+            if "__d__" in x:
+                return {walk(k): walk(v) for k, v in x["__d__"]}
+            if "__tuple__" in x:
+                return tuple(walk(v) for v in x["__tuple__"])
+            if "__float__" in x:
+                return float(x["__float__"])
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(skel)
+
+
+# ---------------------------------------------------------------------------
+# atomic files
+# ---------------------------------------------------------------------------
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _save_st(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    # safetensors refuses shared storage and non-contiguous tensors: clone what needs it
+    clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    save_file(clean, str(path), metadata=metadata)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    dest: Path,
+    nets: dict[str, torch.nn.Module],
+    meta: dict[str, Any],
+    state: dict[str, Any] | None,
+) -> Path:
+    """Write a checkpoint directory atomically; returns ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        weights: dict[str, torch.Tensor] = {}
+        for name, net in nets.items():
+            for k, v in net.state_dict().items():
+                weights[f"{name}.{k}"] = v
+        full_meta = dict(meta, format=FORMAT)
+        _save_st(weights, tmp / WEIGHTS, {"imtrans": json.dumps(full_meta)})
+        if state is not None:
+            tensors, skel = pack(state)
+            _save_st(tensors, tmp / STATE, {"imtrans_state": json.dumps(skel)})
+        _fsync_dir(tmp)
+        old = dest.with_name(dest.name + ".old")
+        if dest.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.rename(dest, old)
+        os.rename(tmp, dest)
+        _fsync_dir(dest.parent)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+# ---------------------------------------------------------------------------
+# reading
+# ---------------------------------------------------------------------------
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run dir, a checkpoint dir or a weights file -> the checkpoint directory or file."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.exists():
+        raise CheckpointError(f"{p} does not exist; give a run directory, a checkpoint directory or a .safetensors file")
+    candidates = [p, p / "checkpoints" / "latest", p / "checkpoints" / "latest.old", p / "latest", p / "latest.old"]
+    for c in candidates:
+        if (c / WEIGHTS).is_file():
+            return c
+    raise CheckpointError(
+        f"{p} holds no checkpoint (looked for {WEIGHTS} in it, in checkpoints/latest and latest.old); "
+        "train first with `imtrans run`, or point to a .safetensors file"
+    )
+
+
+def _weights_file(ckpt: Path) -> Path:
+    return ckpt if ckpt.is_file() else ckpt / WEIGHTS
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The JSON metadata stored with the weights."""
+    f = _weights_file(resolve_checkpoint(path))
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(f), framework="pt") as sf:
+            md = sf.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{f} is not a readable safetensors file ({e}); it may be truncated or corrupt") from None
+    if "imtrans" not in md:
+        raise CheckpointError(
+            f"{f} has no imtrans metadata; convert official .pth weights with `imtrans import-weights`"
+        )
+    try:
+        return json.loads(md["imtrans"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{f}: its imtrans metadata is not valid JSON; the file is corrupt") from None
+
+
+def load_weights(path: str | Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    f = _weights_file(resolve_checkpoint(path))
+    try:
+        tensors = load_file(str(f))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{f} cannot be loaded ({e}); it may be truncated or corrupt") from None
+    if prefix is None:
+        return tensors
+    pre = prefix + "."
+    return {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)}
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    ckpt = resolve_checkpoint(path)
+    f = ckpt / STATE
+    if not f.is_file():
+        raise CheckpointError(f"{ckpt} has no {STATE}; it holds weights only and cannot resume training")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(f), framework="pt") as sf:
+            skel = json.loads((sf.metadata() or {})["imtrans_state"])
+        tensors = load_file(str(f))
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{f} cannot be loaded ({e}); it may be truncated or corrupt") from None
+    return unpack(tensors, skel)
+
+
+def load_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
+    """Load a state dict strictly, naming the first mismatched key and shape on failure."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing key '{missing[0]}' {tuple(own[missing[0]].shape)}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        if unexpected:
+            parts.append(f"unexpected key '{unexpected[0]}' {tuple(weights[unexpected[0]].shape)}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+        raise CheckpointError(f"{where} does not fit this network: {'; '.join(parts)}; it was saved for another architecture")
+    for k, v in own.items():
+        if tuple(weights[k].shape) != tuple(v.shape):
+            raise CheckpointError(
+                f"{where} does not fit this network: key '{k}' has shape {tuple(weights[k].shape)} in the file "
+                f"but {tuple(v.shape)} in the network; it was saved for another architecture"
+            )
+    net.load_state_dict(weights, strict=True)
+
+
+def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
+    """Rebuild one network from the checkpoint's own metadata and load its weights."""
+    from imtrans import registry
+
+    meta = read_meta(path)
+    nets = meta.get("nets", {})
+    if net_name not in nets:
+        raise CheckpointError(f"{path} has no network '{net_name}'; it has {', '.join(nets) or 'none'}")
+    info = nets[net_name]
+    spec = dict(info["spec"])
+    if spec.get("pretrained"):
+        spec["pretrained"] = False  # the checkpoint carries the trained weights; never fetch again
+    net = registry.build_spec(info["kind"], spec)
+    load_into(net, load_weights(path, net_name), f"{path} ({net_name})")
+    return net.eval()

@@ -1,0 +1,502 @@
+"""The training loop: data, precision, checkpoints, logging, samples, resume.
+
+The trainer knows only the :class:`~imtrans.schemes.base.Scheme` interface.
+Losses stay on the device and are read back only when they are logged, so a
+step never waits on the host.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch.utils.data import DataLoader
+
+from imtrans import registry
+from imtrans.engine import checkpoint as ckpt
+from imtrans.engine.lock import RunLock
+from imtrans.engine.report import MetricsLog, grid_image, save_png, truncate_metrics, write_index
+from imtrans.engine.runtime import resolve_device, resolve_precision, rng_state, seed_everything, set_rng_state
+from imtrans.errors import ImtransError
+from imtrans.recipe import PartSpec, Recipe
+
+
+class NonFiniteLossError(ImtransError):
+    """A loss became NaN or Inf."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    epoch: int
+    seconds: float
+    eval_before: dict[str, float] = field(default_factory=dict)
+    eval_after: dict[str, float] = field(default_factory=dict)
+    stopped: str = "finished"
+
+
+def _domain_specs(recipe: Recipe) -> dict[str, tuple[PartSpec, str] | None]:
+    """Training and held-out domain specs, from explicit tables or the unpaired layout."""
+    d = recipe.data
+    out: dict[str, tuple[PartSpec, str] | None] = {}
+    for side in ("a", "b"):
+        spec = getattr(d, side)
+        if spec is None:
+            if d.root is None:
+                raise ImtransError(
+                    f"{recipe.source}: data.{side} is not set and data.root is not set either; "
+                    f"give data.root (an unpaired layout ROOT/trainA, trainB) or a [data.{side}] domain"
+                )
+            spec = PartSpec(name="layout", root=d.root, side=side, dataset=d.dataset)
+        out[side] = (spec, "train")
+        test = getattr(d, f"test_{side}")
+        out[f"test_{side}"] = (test, "test") if test is not None else (spec, "test")
+    return out
+
+
+class Trainer:
+    """Train a recipe's scheme into a run directory."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Optional[Path] = None,
+        resume: bool = False,
+        progress: bool = True,
+        console: Any = None,
+        on_log: Optional[Callable[[dict[str, Any]], None]] = None,
+        skip_nonfinite: int = 0,
+        handle_signals: bool = True,
+    ) -> None:
+        self.recipe = recipe
+        self.run_dir = Path(run_dir) if run_dir else Path(recipe.output.root) / recipe.run_name()
+        self.resume = resume
+        self.progress = progress
+        self.console = console
+        self.on_log = on_log
+        self.skip_nonfinite = skip_nonfinite
+        self.handle_signals = handle_signals
+        self._stop_signal: Optional[str] = None
+
+    # ------------------------------------------------------------------ set-up
+    def _build_data(self, augment) -> tuple[Any, Any, dict[str, Any]]:
+        from imtrans.data.unpaired import EpochSampler, UnpairedDataset
+
+        specs = _domain_specs(self.recipe)
+        domains: dict[str, Any] = {}
+        for key, val in specs.items():
+            spec, split = val  # type: ignore[misc]
+            try:
+                domains[key] = registry.build_spec("domain", spec.as_dict(), split)
+            except ImtransError:
+                if key.startswith("test"):
+                    domains[key] = None  # no held-out split: samples come from training images
+                    continue
+                raise
+        t = self.recipe.train
+        ds = UnpairedDataset(domains["a"], domains["b"], augment.prepare, augment.prepare,
+                             seed=t.seed, cache=self.recipe.data.cache)
+        bs = self.recipe.data.batch_size
+        if len(ds) < bs:
+            raise ImtransError(f"the data has {len(ds)} images, fewer than data.batch_size = {bs}; lower data.batch_size")
+        sampler = EpochSampler(len(ds), seed=t.seed, epoch=0, shuffle=True)
+        workers = self.recipe.data.workers
+        loader = DataLoader(
+            ds, batch_size=bs, sampler=sampler, num_workers=workers, drop_last=True,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            # its own generator: creating loader iterators must not consume the global RNG,
+            # or a resumed run would draw different augmentations than an uninterrupted one
+            generator=torch.Generator().manual_seed(t.seed),
+            prefetch_factor=4 if workers > 0 else None,
+        )
+        return ds, loader, domains
+
+    def _fixed_batch(self, domain, augment, n: int) -> Optional[torch.Tensor]:
+        from imtrans.augment import to_model_range
+
+        if domain is None or len(domain) == 0:
+            return None
+        imgs = []
+        for i in range(min(n, len(domain))):
+            try:
+                imgs.append(augment.prepare(domain.load(i)))
+            except ImtransError:
+                continue
+        if not imgs:
+            return None
+        sizes = {tuple(x.shape) for x in imgs}
+        if len(sizes) > 1:
+            imgs = [x for x in imgs if tuple(x.shape) == tuple(imgs[0].shape)]
+        x = to_model_range(torch.stack(imgs), self.device)
+        augment.eval()
+        with torch.no_grad():
+            x = augment(x)
+        augment.train()
+        return x
+
+    # ------------------------------------------------------------------ helpers
+    def _meta(self, scheme, step: int, epoch: int) -> dict[str, Any]:
+        nets = {}
+        for name, net in scheme.networks().items():
+            nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {})}
+        return {
+            "scheme": self.recipe.scheme.name,
+            "step": step,
+            "epoch": epoch,
+            "nets": nets,
+            "translators": dict(scheme.translators),
+            "recipe": self.recipe.to_toml(),
+        }
+
+    def _state(self, scheme, step: int, epoch: int, step_in_epoch: int) -> dict[str, Any]:
+        st = {
+            "step": step,
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "optimizers": {k: o.state_dict() for k, o in scheme.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in scheme.schedulers().items()},
+            "scheme": scheme.extra_state(),
+            "rng": rng_state(),
+        }
+        if scheme.precision.scaler is not None:
+            st["scaler"] = scheme.precision.scaler.state_dict()
+        return st
+
+    def save(self, scheme, step: int, epoch: int, step_in_epoch: int, snapshot: Optional[str] = None) -> Path:
+        meta = self._meta(scheme, step, epoch)
+        state = self._state(scheme, step, epoch, step_in_epoch)
+        cdir = self.run_dir / "checkpoints"
+        try:
+            path = ckpt.save_checkpoint(cdir / "latest", scheme.networks(), meta, state)
+            if snapshot:
+                ckpt.save_checkpoint(cdir / snapshot, scheme.networks(), meta, state)
+        except OSError as e:
+            raise ImtransError(
+                f"writing the checkpoint in {cdir} failed ({e.strerror or e}); the previous checkpoint is kept — "
+                "free disk space or fix permissions, then resume with --resume"
+            ) from None
+        return path
+
+    def _load(self, scheme, path: Path) -> dict[str, Any]:
+        for name, net in scheme.networks().items():
+            ckpt.load_into(net, ckpt.load_weights(path, name), f"{path} ({name})")
+        st = ckpt.load_state(path)
+        for k, o in scheme.optimizers().items():
+            o.load_state_dict(st["optimizers"][k])
+        for k, s in scheme.schedulers().items():
+            s.load_state_dict(st["schedulers"][k])
+        scheme.load_extra_state(st.get("scheme", {}))
+        if "scaler" in st and scheme.precision.scaler is not None:
+            scheme.precision.scaler.load_state_dict(st["scaler"])
+        set_rng_state(st["rng"])
+        return st
+
+    @torch.no_grad()
+    def evaluate(self, scheme, domains: dict[str, Any], augment) -> dict[str, float]:
+        """Ground-truth translation error on held-out images whose counterpart is known.
+
+        ``gt_l1_a2b`` is mean |G(a) - target(a)| in [0, 1] pixel units; ``copy_l1_a2b`` is the
+        error of returning the input unchanged, a baseline that shows how much was learnt.
+        """
+        from imtrans.augment import to_model_range
+
+        out: dict[str, float] = {}
+        for side, direction in (("test_a", "a2b"), ("test_b", "b2a")):
+            dom = domains.get(side)
+            if dom is None or not hasattr(dom, "target"):
+                continue
+            n = min(len(dom), self.recipe.train.eval_images)
+            net = scheme.translator(direction)
+            was_training = net.training
+            net.eval()
+            errs, copy = [], []
+            for i0 in range(0, n, 16):
+                idx = range(i0, min(n, i0 + 16))
+                x = to_model_range(torch.stack([augment.prepare(dom.load(i)) for i in idx]), self.device)
+                y = to_model_range(torch.stack([augment.prepare(dom.target(i)) for i in idx]), self.device)
+                with scheme.precision.autocast():
+                    pred = net(x).float()
+                errs.append((pred - y).abs().mean(dim=(1, 2, 3)) / 2)
+                copy.append((x - y).abs().mean(dim=(1, 2, 3)) / 2)
+            net.train(was_training)
+            out[f"gt_l1_{direction}"] = float(torch.cat(errs).mean())
+            out[f"copy_l1_{direction}"] = float(torch.cat(copy).mean())
+        return out
+
+    def _on_signal(self, signum, frame) -> None:  # pragma: no cover - exercised by fault tests
+        self._stop_signal = signal.Signals(signum).name
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self) -> TrainResult:
+        r = self.recipe
+        t = r.train
+        self.device = resolve_device(t.device)
+        precision_mode = resolve_precision(t.precision, self.device)
+        seed_everything(t.seed, t.deterministic)
+        run_dir = self.run_dir
+        latest = run_dir / "checkpoints" / "latest"
+        has_ckpt = (latest / ckpt.WEIGHTS).exists() or (run_dir / "checkpoints" / "latest.old" / ckpt.WEIGHTS).exists()
+        if self.resume and not has_ckpt:
+            raise ImtransError(f"--resume was given but {run_dir} has no checkpoint; start without --resume")
+        if not self.resume and has_ckpt:
+            raise ImtransError(
+                f"{run_dir} already holds a checkpoint; continue it with --resume, or choose another "
+                f"output.name (e.g. --set output.name=other)"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir):
+            return self._fit(precision_mode)
+
+    def _fit(self, precision_mode: str) -> TrainResult:
+        from imtrans.augment import to_model_range
+        from imtrans.schemes.base import Precision
+
+        r, t, run_dir, device = self.recipe, self.recipe.train, self.run_dir, self.device
+        ckpt.atomic_write_text(run_dir / "recipe.resolved.toml", r.to_toml())
+
+        augment = registry.build_spec("augmentation", r.data.augment.as_dict()).to(device).train()
+        ds, loader, domains = self._build_data(augment)
+        steps_per_epoch = len(ds) // r.data.batch_size
+        if t.steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, t.steps_per_epoch)
+        n_epochs = t.epochs + t.epochs_decay
+        total = n_epochs * steps_per_epoch
+        if t.max_steps:
+            total = min(total, t.max_steps)
+
+        scheme = registry.build_spec("scheme", r.scheme.as_dict(), r).to(device)
+        prec = Precision(precision_mode, device)
+        prec.check_finite = self.skip_nonfinite > 0
+        scheme.configure(prec)
+        first = next(iter(DataLoader(ds, batch_size=r.data.batch_size, sampler=[(0, i) for i in range(r.data.batch_size)])))
+        scheme.setup({k: augment(to_model_range(first[k], device)) for k in ("a", "b")})
+        if t.compile:
+            for name, net in scheme.networks().items():
+                scheme.nets[name] = torch.compile(net)  # type: ignore[assignment]
+
+        step, epoch, step_in_epoch = 0, 0, 0
+        metrics_path = run_dir / "metrics.jsonl"
+        if self.resume:
+            path = ckpt.resolve_checkpoint(run_dir)
+            st = self._load(scheme, path)
+            step, epoch, step_in_epoch = int(st["step"]), int(st["epoch"]), int(st["step_in_epoch"])
+            truncate_metrics(metrics_path, step)
+        log = MetricsLog(metrics_path)
+        tb = self._tensorboard()
+
+        n_samples = 4
+        sample_a = self._fixed_batch(domains.get("test_a") or domains["a"], augment, n_samples)
+        sample_b = self._fixed_batch(domains.get("test_b") or domains["b"], augment, n_samples)
+        eval_before = self.evaluate(scheme, domains, augment) if step == 0 else {}
+        if eval_before:
+            log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": eval_before})
+
+        def sample(tag: str) -> None:
+            if sample_a is None or sample_b is None:
+                return
+            n = min(sample_a.shape[0], sample_b.shape[0])
+            if sample_a.shape[-2:] != sample_b.shape[-2:]:
+                rows = scheme.sample_rows(sample_a[:n], sample_b[:n])
+            else:
+                rows = scheme.sample_rows(sample_a[:n], sample_b[:n])
+            save_png(grid_image(rows), run_dir / "samples" / f"{tag}.png")
+            write_index(run_dir, f"imtrans run: {run_dir.name}")
+
+        old_handlers = {}
+        if self.handle_signals:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    old_handlers[s] = signal.signal(s, self._on_signal)
+                except ValueError:  # not the main thread
+                    pass
+
+        window: list[dict[str, torch.Tensor]] = []
+        t0 = time.perf_counter()
+        last_log_t, last_log_step = t0, step
+        start_step = step
+        stopped = "finished"
+        skipped_bad = 0
+        progress = self._make_progress(total, step)
+        try:
+            while step < total and epoch < n_epochs:
+                loader.sampler.set_epoch(epoch, start=step_in_epoch * r.data.batch_size)  # type: ignore[attr-defined]
+                it = iter(loader)
+                while step_in_epoch < steps_per_epoch and step < total:
+                    try:
+                        batch = next(it)
+                    except StopIteration:
+                        break
+                    a = augment(to_model_range(batch["a"], device))
+                    b = augment(to_model_range(batch["b"], device))
+                    losses = scheme.train_step({"a": a, "b": b})
+                    step += 1
+                    step_in_epoch += 1
+                    window.append(losses)
+                    if self.skip_nonfinite:
+                        bad = [k for k, v in losses.items() if not torch.isfinite(v).all()]
+                        if bad:
+                            skipped_bad += 1
+                            window.pop()
+                            if skipped_bad > self.skip_nonfinite:
+                                raise NonFiniteLossError(
+                                    f"loss '{bad[0]}' became non-finite at step {step} after {skipped_bad - 1} skipped "
+                                    f"bad batches (--skip-nonfinite {self.skip_nonfinite}); the last good checkpoint is kept"
+                                )
+                            # Precision.check_finite made the scheme skip the optimiser updates of this batch
+                            log.write({"kind": "skipped", "step": step, "epoch": epoch, "losses": bad})
+                            continue
+                    if step % t.log_every == 0 or step == total:
+                        now = time.perf_counter()
+                        rec = self._log_window(window, step, epoch, scheme, (step - last_log_step) * r.data.batch_size / max(1e-9, now - last_log_t))
+                        window = []
+                        last_log_t, last_log_step = now, step
+                        log.write(rec)
+                        if tb:
+                            for k, v in rec["losses"].items():
+                                tb.add_scalar(f"loss/{k}", v, step)
+                        if self.on_log:
+                            self.on_log(rec)
+                        if progress:
+                            progress.update(self._task, completed=step, losses=self._fmt(rec), epoch=f"{epoch + 1}/{n_epochs}")
+                    elif progress and step % 5 == 0:
+                        progress.update(self._task, completed=step, epoch=f"{epoch + 1}/{n_epochs}")
+                    if t.sample_every and step % t.sample_every == 0:
+                        sample(f"step_{step:07d}")
+                    if t.eval_every and step % t.eval_every == 0:
+                        ev = self.evaluate(scheme, domains, augment)
+                        if ev:
+                            log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": ev})
+                    if t.checkpoint_every and step % t.checkpoint_every == 0:
+                        self._check_window(window, step)
+                        self.save(scheme, step, epoch, step_in_epoch)
+                    if self._stop_signal:
+                        break
+                if self._stop_signal:
+                    self._check_window(window, step)
+                    self.save(scheme, step, epoch, step_in_epoch)
+                    stopped = f"stopped by {self._stop_signal}"
+                    break
+                if step_in_epoch >= steps_per_epoch:
+                    # end of epoch: LR schedule, snapshot, samples, evaluation
+                    self._check_window(window, step)
+                    epoch += 1
+                    step_in_epoch = 0
+                    scheme.epoch_end(epoch)
+                    snap = f"epoch_{epoch:04d}" if t.save_every_epochs and epoch % t.save_every_epochs == 0 else None
+                    if not t.checkpoint_every or snap or step >= total:
+                        self.save(scheme, step, epoch, step_in_epoch, snapshot=snap)
+                    if not t.eval_every:
+                        ev = self.evaluate(scheme, domains, augment)
+                        if ev:
+                            log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": ev})
+                    if not t.sample_every:
+                        sample(f"epoch_{epoch:04d}")
+            if stopped == "finished":
+                self._check_window(window, step)
+                if window:
+                    log.write(self._log_window(window, step, epoch, scheme, 0.0))
+                self.save(scheme, step, epoch, step_in_epoch)
+                sample(f"step_{step:07d}")
+        finally:
+            if progress:
+                progress.stop()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            log.close()
+            if tb:
+                tb.close()
+        eval_after = self.evaluate(scheme, domains, augment)
+        if eval_after:
+            log2 = MetricsLog(metrics_path)
+            log2.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": eval_after, "final": True})
+            log2.close()
+        write_index(run_dir, f"imtrans run: {run_dir.name}")
+        return TrainResult(run_dir, step, epoch, time.perf_counter() - t0, eval_before, eval_after, stopped)
+
+    # ------------------------------------------------------------------ logging
+    def _check_window(self, window: list[dict[str, torch.Tensor]], step: int) -> None:
+        """Raise if any loss since the last check is not finite (one host sync)."""
+        if not window:
+            return
+        keys = list(window[0])
+        vals = torch.stack([torch.stack([w[k].float() for k in keys]) for w in window]).cpu()
+        bad = ~torch.isfinite(vals)
+        if bad.any():
+            i, j = [int(v) for v in bad.nonzero()[0]]
+            first = step - len(window) + i + 1
+            raise NonFiniteLossError(
+                f"loss '{keys[j]}' became {float(vals[i, j])} at step {first}; training stopped and the last good "
+                f"checkpoint is kept — lower the learning rate, or pass --skip-nonfinite N to skip bad batches"
+            )
+
+    def _log_window(self, window, step: int, epoch: int, scheme, ips: float) -> dict[str, Any]:
+        self._check_window(window, step)
+        keys = list(window[0]) if window else []
+        means = torch.stack([torch.stack([w[k].float() for k in keys]) for w in window]).mean(0).tolist() if window else []
+        return {
+            "kind": "train",
+            "step": step,
+            "epoch": epoch,
+            "lr": scheme.lr(),
+            "images_per_s": round(ips, 3),
+            "losses": {k: float(v) for k, v in zip(keys, means)},
+        }
+
+    @staticmethod
+    def _fmt(rec: dict[str, Any]) -> str:
+        return " ".join(f"{k}={v:.3f}" for k, v in rec["losses"].items() if k != "G_total")
+
+    def _make_progress(self, total: int, step: int):
+        if not self.progress:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        p = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _SpeedColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=self.console,
+            transient=False,
+        )
+        self._task = p.add_task("train", total=total, completed=step, epoch="-", losses="")
+        p.start()
+        return p
+
+    def _tensorboard(self):
+        if not self.recipe.output.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImtransError(
+                "output.tensorboard = true but tensorboard is not installed; pip install tensorboard "
+                "(or pip install 'imtrans[tensorboard]'), or set output.tensorboard = false"
+            ) from None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+
+class _SpeedColumn:
+    """Steps per second (rich's own speed columns show bytes or nothing)."""
+
+    def __new__(cls):
+        from rich.progress import ProgressColumn
+        from rich.text import Text
+
+        class Col(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:.2f} it/s" if task.speed else "- it/s")
+
+        return Col()

@@ -1,0 +1,197 @@
+"""The Scheme interface: a training method the trainer can drive without knowing it.
+
+A scheme owns its networks, optimisers and method-specific state (e.g. history
+pools).  The trainer calls, in order::
+
+    scheme = build("scheme", name, recipe, **params)
+    scheme.to(device); scheme.configure(precision)
+    scheme.setup(first_batch)          # data-dependent init, then optimisers
+    loop: losses = scheme.train_step(batch)   # dict of detached 0-d tensors (no host sync)
+    scheme.epoch_end(epoch)            # LR schedulers
+
+and, for checkpoints, ``networks()`` / ``optimizers()`` / ``schedulers()`` /
+``extra_state()``.  Schemes never import the trainer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from imtrans import registry
+from imtrans.errors import ImtransError
+
+
+class Precision:
+    """Autocast and (fp16 only) gradient scaling for one device."""
+
+    def __init__(self, mode: str, device: torch.device):
+        self.mode = mode
+        self.device = device
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mode)
+        self.scaler: torch.amp.GradScaler | None = None
+        #: check each loss before its update and skip updates from non-finite losses
+        #: (one host sync per step, so only when --skip-nonfinite asks for it)
+        self.check_finite = False
+        self._skip = False
+        if mode == "fp16":
+            if device.type != "cuda":
+                raise ImtransError(
+                    f"precision 'fp16' needs a CUDA device, this run uses '{device.type}'; "
+                    "use precision = \"bf16\" or \"fp32\""
+                )
+            self.scaler = torch.amp.GradScaler("cuda")
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.check_finite and not bool(torch.isfinite(loss.detach()).all()):
+            self._skip = True
+            return
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+
+    def step(self, opt: torch.optim.Optimizer) -> None:
+        if self._skip:
+            self._skip = False
+            opt.zero_grad(set_to_none=True)
+            return
+        if self.scaler:
+            self.scaler.step(opt)
+        else:
+            opt.step()
+
+    def update(self) -> None:
+        if self.scaler:
+            self.scaler.update()
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    """Freeze/unfreeze networks (the discriminators during the generator step)."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def make_optimizer(recipe, params, lr: float) -> torch.optim.Optimizer:
+    o = recipe.optim
+    params = [p for p in params if p.requires_grad]
+    kw: dict[str, Any] = dict(lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    # foreach kernels batch the per-parameter updates (one launch instead of dozens);
+    # fused is faster still on CUDA but its CPU path is not always available.
+    first = params[0] if params else None
+    if first is not None and first.is_cuda:
+        kw["fused"] = True
+    else:
+        kw["foreach"] = True
+    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return cls(params, **kw)
+
+
+def make_scheduler(recipe, opt: torch.optim.Optimizer):
+    """The official CycleGAN LR policies, stepped once per epoch."""
+    t = recipe.train
+    if t.lr_policy == "linear":
+        # official: lr_l = 1 - max(0, epoch + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count = 1
+        def rule(epoch: int) -> float:
+            return 1.0 - max(0, epoch + 1 - t.epochs) / float(t.epochs_decay + 1)
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, rule)
+    if t.lr_policy == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step_epochs, gamma=0.1)
+    if t.lr_policy == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, t.epochs + t.epochs_decay), eta_min=0)
+    if t.lr_policy == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.2, threshold=0.01, patience=5)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
+
+
+def build_network(kind: str, spec, init: str, gain: float) -> nn.Module:
+    """Build a registered network from a recipe spec and initialise it as the official code does."""
+    from imtrans.nets.init import init_weights
+
+    net = registry.build_spec(kind, spec.as_dict())
+    if not getattr(net, "skip_init", False):  # pretrained encoders keep their weights
+        init_weights(net, init_type=init, gain=gain)
+    return net
+
+
+class Scheme(nn.Module):
+    """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``)."""
+
+    #: names of the translation networks, e.g. {"a2b": "G", "b2a": "F"}
+    translators: dict[str, str] = {}
+
+    def __init__(self, recipe) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.nets = nn.ModuleDict()
+        self.precision = Precision("fp32", torch.device("cpu"))
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._schedulers: dict[str, Any] = {}
+
+    # -- wiring --------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def configure(self, precision: Precision) -> None:
+        self.precision = precision
+
+    def setup(self, batch: dict[str, torch.Tensor]) -> None:
+        """Data-dependent initialisation, then optimisers and schedulers."""
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, nn.Module]:
+        return dict(self.nets.items())
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return self._optimizers
+
+    def schedulers(self) -> dict[str, Any]:
+        return self._schedulers
+
+    def lr(self) -> float:
+        opt = next(iter(self._optimizers.values()), None)
+        return float(opt.param_groups[0]["lr"]) if opt else math.nan
+
+    def epoch_end(self, epoch: int, metric: float | None = None) -> None:
+        for s in self._schedulers.values():
+            if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                s.step(metric if metric is not None else 0.0)
+            else:
+                s.step()
+
+    # -- method --------------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample_rows(self, a: torch.Tensor, b: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Rows of images for a sample grid (each a list of [B,C,H,W] in [-1,1])."""
+        raise NotImplementedError
+
+    def translator(self, direction: str) -> nn.Module:
+        try:
+            return self.nets[self.translators[direction]]
+        except KeyError:
+            raise ImtransError(
+                f"direction '{direction}' is not available; choose one of {', '.join(self.translators)}"
+            ) from None
+
+    def extra_state(self) -> dict[str, Any]:
+        """Method state beyond weights/optimisers (pools...) as tensors and plain values."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def parameters_of(self, *names: str) -> Iterator[nn.Parameter]:
+        for n in names:
+            yield from self.nets[n].parameters()

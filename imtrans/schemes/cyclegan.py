@@ -1,0 +1,193 @@
+"""CycleGAN (Zhu, Park, Isola, Efros, ICCV 2017) assembled from registered parts.
+
+Naming follows the paper: ``G: A -> B``, ``F: B -> A``; ``D_A`` judges domain A
+images (real a vs F(b)), ``D_B`` judges domain B images (real b vs G(a)).
+(The official code calls them netG_A, netG_B, and swaps the D names: its
+``netD_A`` judges domain B.  See docs/parts.md for the weight-import mapping.)
+
+The training step mirrors the official ``optimize_parameters``: one forward of
+both cycles, a generator step with the discriminators frozen, then one
+discriminator step on history-pool fakes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from imtrans import registry
+from imtrans.errors import ImtransError
+from imtrans.schemes.base import Scheme, build_network, make_optimizer, make_scheduler, set_requires_grad
+
+#: loss terms whose role the scheme knows; any other key in [losses] is an extra generator term.
+ROLES = ("gan", "cycle", "identity")
+
+
+class ImagePool:
+    """The history of generated images (Shrivastava et al.) that the discriminators see.
+
+    Until ``size`` images are stored every fake is stored and returned; after that,
+    each fake is, with probability 1/2, swapped for a random stored one (which is
+    returned) — as the official ``ImagePool``.  Its own RNG makes it resumable.
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for img in images.detach():
+            img = img.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif torch.rand((), generator=self.gen).item() > 0.5:
+                j = int(torch.randint(0, self.size, (), generator=self.gen).item())
+                out.append(self.images[j].clone())
+                self.images[j] = img.clone()
+            else:
+                out.append(img)
+        return torch.cat(out, 0)
+
+    def state(self) -> dict[str, Any]:
+        return {"images": list(self.images), "rng": self.gen.get_state()}
+
+    def load(self, state: dict[str, Any], device: torch.device) -> None:
+        self.images = [t.to(device) for t in state.get("images", [])]
+        self.gen.set_state(state["rng"])
+
+
+class CycleGAN(Scheme):
+    """CycleGAN: two generators, two discriminators, adversarial + cycle + identity losses."""
+
+    translators = {"a2b": "G", "b2a": "F"}
+
+    def __init__(
+        self,
+        recipe,
+        pool_size: int = 50,
+        lambda_A: Optional[float] = None,
+        lambda_B: Optional[float] = None,
+    ) -> None:
+        super().__init__(recipe)
+        if pool_size < 0:
+            raise ImtransError(f"scheme.pool_size must be 0 (no pool) or more, got {pool_size}")
+        m = recipe.model
+        self.nets["G"] = build_network("generator", m.generator, m.init, m.init_gain)
+        self.nets["F"] = build_network("generator", m.generator_b or m.generator, m.init, m.init_gain)
+        self.nets["D_A"] = build_network("discriminator", m.discriminator_b or m.discriminator, m.init, m.init_gain)
+        self.nets["D_B"] = build_network("discriminator", m.discriminator, m.init, m.init_gain)
+
+        from imtrans.recipe import LossSpec
+
+        def loss(role: str) -> tuple[nn.Module, float]:
+            spec = recipe.losses.get(role) or LossSpec(name=role)
+            mod = registry.build_spec("loss", {k: v for k, v in spec.as_dict().items() if k != "weight"})
+            w = spec.weight if spec.weight is not None else float(getattr(mod, "default_weight", 1.0))
+            return mod, w
+
+        self.gan, self.w_gan = loss("gan")
+        self.cycle, w_cycle = loss("cycle")
+        self.idt, self.lambda_idt = loss("identity")
+        # lambda_A/B default to the cycle weight (official: --lambda_A 10 --lambda_B 10)
+        self.lambda_A = w_cycle if lambda_A is None else lambda_A
+        self.lambda_B = w_cycle if lambda_B is None else lambda_B
+        self.extra = nn.ModuleDict()
+        self.extra_w: dict[str, float] = {}
+        for key in recipe.losses:
+            if key not in ROLES:
+                mod, w = loss(key)
+                self.extra[key] = mod
+                self.extra_w[key] = w
+        seed = recipe.train.seed
+        self.pool_a = ImagePool(pool_size, seed + 101)  # fakes of domain A, for D_A
+        self.pool_b = ImagePool(pool_size, seed + 202)  # fakes of domain B, for D_B
+
+    # -- set-up -----------------------------------------------------------------
+    def setup(self, batch: dict[str, torch.Tensor]) -> None:
+        if len(self.extra):
+            # extra terms may create parameters lazily on their first batch (e.g. PatchNCE's MLP head)
+            with torch.no_grad(), self.precision.autocast():
+                a, b = batch["a"], batch["b"]
+                G, F = self.nets["G"], self.nets["F"]
+                for term in self.extra.values():
+                    term(a, G(a), G)
+                    term(b, F(b), F)
+        o = self.recipe.optim
+        g_params = list(self.parameters_of("G", "F")) + list(self.extra.parameters())
+        self._optimizers = {
+            "G": make_optimizer(self.recipe, g_params, o.lr),
+            "D": make_optimizer(self.recipe, self.parameters_of("D_A", "D_B"), o.lr_d or o.lr),
+        }
+        self._schedulers = {k: make_scheduler(self.recipe, v) for k, v in self._optimizers.items()}
+
+    # -- the training step --------------------------------------------------------
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        real_a, real_b = batch["a"], batch["b"]
+        G, F, D_A, D_B = (self.nets[k] for k in ("G", "F", "D_A", "D_B"))
+        opt_g, opt_d = self._optimizers["G"], self._optimizers["D"]
+        amp = self.precision
+        L: dict[str, torch.Tensor] = {}
+
+        # generators: adversarial + cycle + identity (+ extra terms), discriminators frozen
+        set_requires_grad([D_A, D_B], False)
+        opt_g.zero_grad(set_to_none=True)
+        with amp.autocast():
+            fake_b = G(real_a)
+            rec_a = F(fake_b)
+            fake_a = F(real_b)
+            rec_b = G(fake_a)
+            L["G_gan_b"] = self.w_gan * self.gan(D_B(fake_b), True, for_discriminator=False)
+            L["F_gan_a"] = self.w_gan * self.gan(D_A(fake_a), True, for_discriminator=False)
+            L["cycle_a"] = self.lambda_A * self.cycle(rec_a, real_a)
+            L["cycle_b"] = self.lambda_B * self.cycle(rec_b, real_b)
+            if self.lambda_idt > 0:
+                # identity: G should leave B images alone and F should leave A images alone
+                L["idt_b"] = self.lambda_idt * self.lambda_B * self.idt(G(real_b), real_b)
+                L["idt_a"] = self.lambda_idt * self.lambda_A * self.idt(F(real_a), real_a)
+            for key, term in self.extra.items():
+                w = self.extra_w[key]
+                L[key] = w * (term(real_a, fake_b, G) + term(real_b, fake_a, F))
+            loss_g = sum(L.values())
+        amp.backward(loss_g)
+        amp.step(opt_g)
+        set_requires_grad([D_A, D_B], True)
+
+        # discriminators: 0.5 * (real + fake), fakes from the history pools
+        opt_d.zero_grad(set_to_none=True)
+        pool_b = self.pool_b.query(fake_b.detach())
+        pool_a = self.pool_a.query(fake_a.detach())
+        with amp.autocast():
+            L["D_B"] = 0.5 * (self.gan(D_B(real_b), True) + self.gan(D_B(pool_b), False))
+            L["D_A"] = 0.5 * (self.gan(D_A(real_a), True) + self.gan(D_A(pool_a), False))
+        amp.backward(L["D_A"] + L["D_B"])
+        amp.step(opt_d)
+        amp.update()
+        L["G_total"] = loss_g
+        return {k: v.detach() for k, v in L.items()}
+
+    # -- outputs ------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_rows(self, a: torch.Tensor, b: torch.Tensor) -> list[list[torch.Tensor]]:
+        G, F = self.nets["G"], self.nets["F"]
+        with self.precision.autocast():
+            fb = G(a)
+            fa = F(b)
+            rows = [[a, fb, F(fb)], [b, fa, G(fa)]]
+        return [[t.float() for t in row] for row in rows]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"pool_a": self.pool_a.state(), "pool_b": self.pool_b.state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        dev = self.device
+        if "pool_a" in state:
+            self.pool_a.load(state["pool_a"], dev)
+            self.pool_b.load(state["pool_b"], dev)
+
