@@ -77,9 +77,7 @@ class ModelConfig(_Strict):
     generator: PartSpec = Field(default_factory=lambda: PartSpec(name="resnet"))
     discriminator: PartSpec = Field(default_factory=lambda: PartSpec(name="patchgan"))
     generator_b: Optional[PartSpec] = Field(None, description="Generator B->A if it differs from `generator`.")
-    discriminator_b: Optional[PartSpec] = Field(None, description="D_B if it differs from `discriminator`.")
-    init: Literal["normal", "xavier", "kaiming", "orthogonal"] = "normal"
-    init_gain: float = 0.02
+    discriminator_b: Optional[PartSpec] = Field(None, description="D_A if it differs from `discriminator`.")
 
 
 class OptimConfig(_Strict):

@@ -45,7 +45,7 @@ class PartParamsError(ImtransError):
 def suggest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Closest matches of ``word`` among ``candidates`` (for did-you-mean messages)."""
     cands = list(candidates)
-    found = difflib.get_close_matches(word, cands, n=n, cutoff=0.5)
+    found = difflib.get_close_matches(word, cands, n=n, cutoff=0.6)
     if not found:
         # Prefix matches catch 'resnet9' -> 'resnet' that ratio-based matching can miss.
         found = [c for c in cands if word.startswith(c) or c.startswith(word)][:n]

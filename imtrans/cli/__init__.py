@@ -12,7 +12,6 @@ import sys
 import warnings
 from typing import Optional
 
-import click
 import typer
 
 from imtrans import __version__
@@ -97,20 +96,14 @@ def main(argv: Optional[list[str]] = None) -> None:
             # plugin load errors are printed once by _plugin_commands, not as Python warnings
             warnings.simplefilter("ignore", plugins.PluginWarning)
             _plugin_commands()
-            rv = app(args=argv, prog_name="imtrans", standalone_mode=False)
-        if isinstance(rv, int):
-            code = rv
+            # standalone mode: the parser reports usage errors itself (exit 2) and exits;
+            # our own user errors propagate to here and become one line + exit 1.
+            app(args=argv, prog_name="imtrans", standalone_mode=True)
     except ImtransError as e:
         print_error(str(e))
         code = 1
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.exceptions.Abort:
-        err_console.print("[yellow]aborted[/]")
-        code = 130
-    except click.ClickException as e:
-        e.show()
-        code = e.exit_code if e.exit_code else 2
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         code = 130

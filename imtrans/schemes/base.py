@@ -112,14 +112,9 @@ def make_scheduler(recipe, opt: torch.optim.Optimizer):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
 
 
-def build_network(kind: str, spec, init: str, gain: float) -> nn.Module:
-    """Build a registered network from a recipe spec and initialise it as the official code does."""
-    from imtrans.nets.init import init_weights
-
-    net = registry.build_spec(kind, spec.as_dict())
-    if not getattr(net, "skip_init", False):  # pretrained encoders keep their weights
-        init_weights(net, init_type=init, gain=gain)
-    return net
+def build_network(kind: str, spec) -> nn.Module:
+    """Build a registered network from a recipe spec (parts initialise themselves: see their ``init``)."""
+    return registry.build_spec(kind, spec.as_dict())
 
 
 class Scheme(nn.Module):

@@ -79,10 +79,10 @@ class CycleGAN(Scheme):
         if pool_size < 0:
             raise ImtransError(f"scheme.pool_size must be 0 (no pool) or more, got {pool_size}")
         m = recipe.model
-        self.nets["G"] = build_network("generator", m.generator, m.init, m.init_gain)
-        self.nets["F"] = build_network("generator", m.generator_b or m.generator, m.init, m.init_gain)
-        self.nets["D_A"] = build_network("discriminator", m.discriminator_b or m.discriminator, m.init, m.init_gain)
-        self.nets["D_B"] = build_network("discriminator", m.discriminator, m.init, m.init_gain)
+        self.nets["G"] = build_network("generator", m.generator)
+        self.nets["F"] = build_network("generator", m.generator_b or m.generator)
+        self.nets["D_A"] = build_network("discriminator", m.discriminator_b or m.discriminator)
+        self.nets["D_B"] = build_network("discriminator", m.discriminator)
 
         from imtrans.recipe import LossSpec
 

@@ -1,0 +1,53 @@
+"""Shared test fixtures: plugin-state isolation and small helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Keep every test on 2 CPU threads and away from GPUs, whatever the machine.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def fresh_plugins():
+    """Reload plugins before and after a test that changes what is installed."""
+    from imtrans import plugins
+
+    saved_path = list(sys.path)
+    saved = (set(plugins._state.disabled), list(plugins._state.plugin_dirs), list(plugins._state.extra_plugins))
+    plugins.reset()
+    yield plugins
+    sys.path[:] = saved_path
+    plugins._state.disabled, plugins._state.plugin_dirs, plugins._state.extra_plugins = (
+        set(saved[0]), list(saved[1]), list(saved[2]))
+    plugins.reset()
+
+
+def make_dist_plugin(tmp: Path, dist: str, module: str, source: str, ep_name: str | None = None, version: str = "0.1") -> Path:
+    """A plugin 'installed' as its own distribution: module + minimal dist-info with entry_points.txt."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / f"{module}.py").write_text(textwrap.dedent(source))
+    # dist-info folders spell the name with underscores (wheel rule); importlib dedups by that name
+    info = tmp / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[imtrans]\n{ep_name or dist} = {module}\n")
+    return tmp
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e.setdefault("COLUMNS", "200")
+    if env:
+        e.update(env)
+    return subprocess.run([sys.executable, "-m", "imtrans", *args], capture_output=True, text=True,
+                          env=e, cwd=cwd or ROOT, timeout=timeout)

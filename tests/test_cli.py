@@ -1,0 +1,36 @@
+"""CLI basics: help, version, exit codes."""
+
+from conftest import run_cli
+
+
+def test_python_m_help_lists_commands():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for cmd in ("run", "translate", "list", "plugins", "check", "export", "import-weights", "data"):
+        assert cmd in r.stdout, cmd
+
+
+def test_version():
+    import imtrans
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"imtrans {imtrans.__version__}"
+
+
+def test_usage_error_exits_2_and_user_error_exits_1(tmp_path):
+    assert run_cli("no-such-command").returncode == 2
+    r = run_cli("run", str(tmp_path / "missing.toml"))
+    assert r.returncode == 1
+    assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_list_shows_every_builtin_part_with_doc():
+    r = run_cli("list")
+    assert r.returncode == 0
+    from imtrans import registry
+
+    for e in registry.describe():
+        assert e.name in r.stdout, e.name
+        assert e.summary, f"{e.kind} {e.name} has no docstring"
+    r = run_cli("list", "genrator")
+    assert r.returncode == 1 and "did you mean 'generator'" in r.stderr

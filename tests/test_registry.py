@@ -1,0 +1,90 @@
+"""The generic registry: register, build, list, and the error messages."""
+
+from typing import Literal
+
+import pytest
+
+from imtrans.registry import DuplicatePartError, PartParamsError, Registry, UnknownPartError
+
+
+def make():
+    reg = Registry("generator")
+
+    @reg.register("resnet", plugin="builtin")
+    class Resnet:
+        """A resnet.
+
+        More text."""
+
+        def __init__(self, ngf: int = 64, n_blocks: int = 9, norm: Literal["instance", "batch"] = "instance"):
+            self.ngf, self.n_blocks, self.norm = ngf, n_blocks, norm
+
+    def unet(num_downs: int = 8):
+        """A unet."""
+        return ("unet", num_downs)
+
+    reg.register("unet", unet, plugin="builtin")
+    return reg
+
+
+def test_register_by_decorator_and_call_and_build():
+    reg = make()
+    assert reg.names() == ["resnet", "unet"]
+    g = reg.build("resnet", ngf=32)
+    assert (g.ngf, g.n_blocks, g.norm) == (32, 9, "instance")
+    assert g._imtrans_spec == {"name": "resnet", "ngf": 32, "n_blocks": 9, "norm": "instance"}
+    assert reg.build("unet", num_downs=7) == ("unet", 7)
+    assert reg.get("resnet").summary == "A resnet."
+    assert reg.get("unet").plugin == "builtin"
+    assert reg.names("u*") == ["unet"]
+
+
+def test_unknown_name_suggests_closest():
+    with pytest.raises(UnknownPartError) as e:
+        make().get("resnet9")
+    assert "unknown generator 'resnet9'; did you mean 'resnet'?" in str(e.value)
+
+
+def test_duplicate_names_both_plugins():
+    reg = make()
+    with pytest.raises(DuplicatePartError) as e:
+        reg.register("resnet", lambda: None, plugin="thirdparty")
+    assert "'builtin'" in str(e.value) and "'thirdparty'" in str(e.value)
+
+
+def test_bad_parameter_names_key_and_accepted_ones():
+    with pytest.raises(PartParamsError) as e:
+        make().build("resnet", ngff=3)
+    msg = str(e.value)
+    assert "'ngff'" in msg and "did you mean 'ngf'" in msg
+    assert "accepted parameters: n_blocks, ngf, norm" in msg
+
+
+def test_bad_parameter_type_and_choice_checked_before_building():
+    built = []
+
+    reg = Registry("loss")
+
+    @reg.register("l", plugin="p")
+    def l(mode: Literal["a", "b"] = "a", w: float = 1.0):
+        built.append(1)
+
+    with pytest.raises(PartParamsError) as e:
+        reg.build("l", mode="c")
+    assert "'mode'" in str(e.value)
+    with pytest.raises(PartParamsError):
+        reg.build("l", w="heavy")
+    assert built == []  # nothing was constructed
+    reg.build("l", w=2)  # ints coerce to float
+    assert built == [1]
+
+
+def test_context_arguments_are_not_parameters():
+    reg = Registry("domain", context=("split",))
+
+    @reg.register("d", plugin="p")
+    def d(split: str, path: str = "x"):
+        return (split, path)
+
+    assert "split" not in reg.get("d").params.model_fields
+    assert reg.build("d", "test", path="y") == ("test", "y")
