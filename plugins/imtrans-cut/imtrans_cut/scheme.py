@@ -1,0 +1,199 @@
+"""CUT and FastCUT (Park, Efros, Zhang, Zhu, ECCV 2020) as an imtrans scheme.
+
+One generator ``G: A -> B``, one discriminator ``D`` judging domain B, and no
+second generator: content is kept by PatchNCE (``imtrans_cut.patchnce``)
+between ``a`` and ``G(a)`` instead of a cycle.  No history pool (official
+``pool_size=0``).
+
+A step follows the official ``optimize_parameters``: one forward, then the
+discriminator update on the detached fake, then the generator (and PatchNCE
+heads) update with the discriminator frozen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import torch
+from torch import nn
+
+from imtrans import registry
+from imtrans.errors import ImtransError
+from imtrans.schemes.base import Scheme, make_optimizer, make_scheduler, set_requires_grad
+
+#: [losses] keys with a role in this scheme; other keys are extra generator terms.
+ROLES = ("gan", "nce")
+#: pixel-loss roles of CycleGAN that have no meaning here (there is no F to cycle through).
+_CYCLEGAN_ONLY = ("cycle", "identity")
+
+# Official defaults per --CUT_mode.
+_MODES: dict[str, dict[str, Any]] = {
+    "cut": {"lambda_NCE": 1.0, "nce_idt": True, "flip_equivariance": False},
+    "fastcut": {"lambda_NCE": 10.0, "nce_idt": False, "flip_equivariance": True},
+}
+
+
+class CUT(Scheme):
+    """CUT / FastCUT: one generator A->B and one discriminator, adversarial + PatchNCE losses.
+
+    ``mode = "cut"``: lambda_NCE 1, NCE identity term on (b, G(b)), no flips.
+    ``mode = "fastcut"``: lambda_NCE 10, no identity term, flip-equivariance
+    (with probability 1/2 the input is mirrored and the output features are
+    mirrored back before PatchNCE).  ``lambda_GAN`` (default: the weight of
+    ``[losses.gan]``, else 1), ``lambda_NCE`` (default: ``[losses.nce]``'s
+    weight, else the mode's), ``nce_idt`` and ``flip_equivariance`` override
+    the mode's choices.  The PatchNCE loss is built from ``[losses.nce]``
+    (``name = "patchnce"`` plus its parameters) or with patchnce's defaults.
+    """
+
+    translators = {"a2b": "G"}
+
+    def __init__(
+        self,
+        recipe,
+        mode: Literal["cut", "fastcut"] = "cut",
+        lambda_GAN: Optional[float] = None,
+        lambda_NCE: Optional[float] = None,
+        nce_idt: Optional[bool] = None,
+        flip_equivariance: Optional[bool] = None,
+    ) -> None:
+        super().__init__(recipe)
+        defaults = _MODES[mode]
+        self.mode = mode
+        for key in _CYCLEGAN_ONLY:
+            if key in recipe.losses:
+                raise ImtransError(
+                    f"the cut scheme has no backward generator, so [losses.{key}] has no use; remove it "
+                    f"(PatchNCE keeps the content; its settings go in [losses.nce])"
+                )
+        m = recipe.model
+        # Networks initialise themselves from their own `init`/`init_gain` parameters
+        # (CUT's recipes set init = "xavier" there, the official CUT default).
+        self.nets["G"] = registry.build_spec("generator", m.generator.as_dict())
+        self.nets["D"] = registry.build_spec("discriminator", m.discriminator.as_dict())
+
+        from imtrans.recipe import LossSpec
+
+        def loss(role: str, default_name: str) -> tuple[nn.Module, Optional[float]]:
+            spec = recipe.losses.get(role) or LossSpec(name=default_name)
+            mod = registry.build_spec("loss", {k: v for k, v in spec.as_dict().items() if k != "weight"})
+            return mod, spec.weight
+
+        self.gan, w_gan = loss("gan", "gan")
+        self.nce, w_nce = loss("nce", "patchnce")
+        self.lambda_GAN = float(lambda_GAN if lambda_GAN is not None else (w_gan if w_gan is not None else 1.0))
+        self.lambda_NCE = float(
+            lambda_NCE if lambda_NCE is not None else (w_nce if w_nce is not None else defaults["lambda_NCE"])
+        )
+        self.nce_idt = bool(defaults["nce_idt"] if nce_idt is None else nce_idt)
+        self.flip_equivariance = bool(defaults["flip_equivariance"] if flip_equivariance is None else flip_equivariance)
+        self.extra = nn.ModuleDict()
+        self.extra_w: dict[str, float] = {}
+        for key, spec in recipe.losses.items():
+            if key not in ROLES:
+                mod, w = loss(key, spec.name)
+                self.extra[key] = mod
+                self.extra_w[key] = float(w if w is not None else getattr(mod, "default_weight", 1.0))
+        # Its own RNG for the flip decisions, so a resumed run flips as an uninterrupted one.
+        self.flip_gen = torch.Generator().manual_seed(recipe.train.seed + 303)
+
+    # -- set-up -----------------------------------------------------------------
+    def networks(self) -> dict[str, nn.Module]:
+        # The PatchNCE heads ("F" in the paper's code) are trained weights: checkpoint them too.
+        nets = dict(self.nets.items())
+        if any(True for _ in self.nce.parameters()):
+            nets["F"] = self.nce
+        return nets
+
+    def setup(self, batch: dict[str, torch.Tensor]) -> None:
+        """Build the lazily-sized PatchNCE heads on the first batch, then optimisers and schedulers."""
+        with torch.no_grad(), self.precision.autocast():
+            a = batch["a"]
+            G = self.nets["G"]
+            out = G(a)
+            self.nce(a, out, G)
+            for term in self.extra.values():
+                term(a, out, G)
+        o = self.recipe.optim
+        # Official CUT keeps a separate Adam for the heads (netF) with G's settings; Adam is
+        # per-parameter, so one optimiser over both is the same update with one step call.
+        g_params = list(self.parameters_of("G")) + list(self.nce.parameters()) + list(self.extra.parameters())
+        self._optimizers = {
+            "G": make_optimizer(self.recipe, g_params, o.lr),
+            "D": make_optimizer(self.recipe, self.parameters_of("D"), o.lr_d or o.lr),
+        }
+        self._schedulers = {k: make_scheduler(self.recipe, v) for k, v in self._optimizers.items()}
+
+    # -- the training step --------------------------------------------------------
+    def _nce(self, src: torch.Tensor, out: torch.Tensor, flipped: bool) -> torch.Tensor:
+        return self.lambda_NCE * self.nce(src, out, self.nets["G"], flip_out=flipped)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        real_a, real_b = batch["a"], batch["b"]
+        G, D = self.nets["G"], self.nets["D"]
+        amp = self.precision
+        L: dict[str, torch.Tensor] = {}
+        n = real_a.shape[0]
+
+        # one generator pass over a (and b for the NCE identity term), as official
+        real = torch.cat([real_a, real_b], 0) if self.nce_idt else real_a
+        flipped = self.flip_equivariance and bool(torch.rand((), generator=self.flip_gen).item() < 0.5)
+        if flipped:
+            real = torch.flip(real, dims=[3])
+        with amp.autocast():
+            fake = G(real)
+        fake_b = fake[:n]
+        idt_b = fake[n:] if self.nce_idt else None
+
+        # discriminator: 0.5 * (fake + real), on the current fake (no pool)
+        set_requires_grad([D], True)
+        opt_d = self._optimizers["D"]
+        opt_d.zero_grad(set_to_none=True)
+        with amp.autocast():
+            L["D_fake"] = self.gan(D(fake_b.detach()), False)
+            L["D_real"] = self.gan(D(real_b), True)
+            loss_d = 0.5 * (L["D_fake"] + L["D_real"])
+        amp.backward(loss_d)
+        amp.step(opt_d)
+        L["D"] = loss_d
+
+        # generator and PatchNCE heads, discriminator frozen
+        set_requires_grad([D], False)
+        opt_g = self._optimizers["G"]
+        opt_g.zero_grad(set_to_none=True)
+        with amp.autocast():
+            L["G_GAN"] = self.lambda_GAN * self.gan(D(fake_b), True, for_discriminator=False)
+            # src is never flipped: mirroring the output features back is what ties them
+            # to the unflipped source (flip-equivariance)
+            L["NCE"] = self._nce(real_a, fake_b, flipped)
+            if idt_b is not None:
+                L["NCE_Y"] = self._nce(real_b, idt_b, flipped)
+                nce_both = 0.5 * (L["NCE"] + L["NCE_Y"])
+            else:
+                nce_both = L["NCE"]
+            loss_g = L["G_GAN"] + nce_both
+            for key, term in self.extra.items():
+                L[key] = self.extra_w[key] * term(real_a, fake_b, G)
+                loss_g = loss_g + L[key]
+        amp.backward(loss_g)
+        amp.step(opt_g)
+        set_requires_grad([D], True)
+        amp.update()
+        L["G_total"] = loss_g
+        return {k: v.detach() for k, v in L.items()}
+
+    # -- outputs ------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_rows(self, a: torch.Tensor, b: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Rows ``[a, G(a)]`` and ``[b, G(b)]`` (the second shows how much G changes B images)."""
+        G = self.nets["G"]
+        with self.precision.autocast():
+            rows = [[a, G(a)], [b, G(b)]]
+        return [[t.float() for t in row] for row in rows]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"flip_rng": self.flip_gen.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "flip_rng" in state:
+            self.flip_gen.set_state(state["flip_rng"])
