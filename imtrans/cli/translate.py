@@ -1,1 +1,110 @@
-"""placeholder"""
+"""`imtrans translate` (folders of images) and `imtrans export` (TorchScript / ONNX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imtrans.cli import app
+from imtrans.cli._console import console, err_console
+
+
+@app.command("translate")
+def translate(
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
+    inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (relative folders and file stems are kept)."),
+    direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a (CycleGAN: G or F)."),
+    suffix: str = typer.Option("", "--suffix", help="Appended to each output file stem, e.g. _zebra."),
+    format: str = typer.Option("png", "--format", "-f", help="png, jpg or webp."),
+    quality: int = typer.Option(95, "--quality", help="JPEG/WebP quality 1-100."),
+    size: Optional[int] = typer.Option(None, "--size", help="Resize the short side to N px first (default: native size)."),
+    tile: Optional[int] = typer.Option(None, "--tile", help="Translate images larger than N px in overlapping N px tiles."),
+    overlap: int = typer.Option(64, "--overlap", help="Tile overlap in px (blended without seams)."),
+    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Same-size images per forward pass."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads (default: up to 4)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 on CPUs with AVX512-BF16/AMX, else fp32)."),
+    skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
+) -> None:
+    """Translate images with a trained generator; unreadable files are reported and skipped (exit 1)."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from imtrans.translate import load_translator
+
+    t = load_translator(model, direction=direction, device=device, precision=precision,
+                        tile=tile, overlap=overlap, size=size, batch_size=batch_size)
+    err_console.print(
+        f"translating with {model} ({direction}) on {t.device} at {t.precision}"
+        + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False)
+
+    def on_error(src: Path, reason: str) -> None:
+        err_console.print(f"[red]failed[/] {escape(str(src))}: {escape(reason)}", highlight=False)
+
+    if no_progress:
+        report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
+                                    skip_existing=skip_existing, workers=workers, on_error=on_error)
+    else:
+        with Progress(
+            TextColumn("[bold]translate"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
+        ) as bar:
+            task = bar.add_task("translate", total=None, rate="")
+            import time
+
+            t0 = time.perf_counter()
+
+            def on_progress(done: int, total: int) -> None:
+                dt = time.perf_counter() - t0
+                bar.update(task, completed=done, total=total, rate=f"{done / dt:.1f} img/s" if dt > 0 and done else "")
+
+            report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
+                                        skip_existing=skip_existing, workers=workers,
+                                        on_progress=on_progress, on_error=on_error)
+
+    table = Table(title="imtrans translate", show_header=True)
+    table.add_column("result")
+    table.add_column("images", justify="right")
+    table.add_row("[green]written[/]", str(len(report.ok)))
+    table.add_row("skipped (exists)", str(len(report.skipped)))
+    table.add_row("[red]failed[/]" if report.failed else "failed", str(len(report.failed)))
+    table.add_row("images/s", f"{report.images_per_second:.2f}")
+    console.print(table)
+    if report.failed:
+        fails = Table(title="failed files", show_header=True)
+        fails.add_column("file", overflow="fold")
+        fails.add_column("reason", overflow="fold")
+        for src, reason in report.failed:
+            fails.add_row(escape(str(src)), escape(reason))
+        console.print(fails)
+        raise typer.Exit(1)
+    console.print(f"output: {out}", highlight=False)
+
+
+@app.command("export")
+def export(
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
+    format: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt)."),
+    direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),
+    size: int = typer.Option(64, "--size", help="Tracing size in px (the exported axes stay dynamic)."),
+) -> None:
+    """Export a generator with dynamic height/width and check it against eager PyTorch."""
+    from imtrans.translate.export import export_model
+    from imtrans.translate.translator import _pick_generator
+
+    net = _pick_generator(model, direction)
+    res = export_model(net, out, format, size=size)
+    h, w = res.check_size
+    console.print(
+        f"[green]exported[/] {res.format} to {res.path}; max abs difference vs PyTorch at {h}x{w}: {res.max_abs_diff:.3g}",
+        highlight=False,
+    )
+    m = getattr(net, "size_multiple", 1)
+    console.print(f"input: float32 [B, {getattr(net, 'in_channels', 3)}, H, W] in [-1, 1], H and W multiples of {m}",
+                  highlight=False)
