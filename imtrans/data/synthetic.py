@@ -8,10 +8,14 @@ two domains:
 * domain **B**: a fixed, local, learnable stylisation of the same scene, chosen
   by ``task``:
 
-  - ``stripes`` (zebra-like): inside each shape, vertical dark stripes fixed in
-    image coordinates (period ``size / 8`` pixels; the pattern is mirror
-    symmetric about the image centre, so a horizontal flip leaves it as is);
-    the background is untouched.
+  - ``stripes`` (zebra-like): inside each shape, dark stripes that follow its
+    outline (contour bands at a fixed distance from the boundary, period
+    ``size / 8`` pixels); the background is untouched.  The stripes are
+    anchored to the shape, not to image coordinates, so the mapping is local
+    (a convolutional generator can infer it from the neighbourhood) and is
+    unchanged by flips and crops.  Stripes fixed in image coordinates were
+    tried first: their phase depends on the distance to the image border, and
+    a small paired CNN could not learn them at all.
   - ``paint``: a "painting" look: colour channels rotated (R,G,B -> G,B,R),
     posterised to five levels per channel, and dark outlines along the shape
     boundaries.
@@ -107,18 +111,17 @@ def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return yy, xx
 
 
-@functools.lru_cache(maxsize=8)
-def _stripes(size: int) -> torch.Tensor:
-    """Soft vertical stripe pattern in [0, 1], symmetric about the image centre."""
-    _, xx = _grid(size)
+def _stripes(dist: torch.Tensor, size: int) -> torch.Tensor:
+    """Soft stripes in [0, 1] that follow the shape's outline (light band at the edge)."""
     period = max(4.0, size / 8.0)
-    s = torch.cos(2 * math.pi * (xx - size / 2) / period)
+    s = torch.cos(2 * math.pi * dist.clamp_min(0) / period)
     # A steep ramp instead of a hard threshold: about one pixel of anti-aliasing.
     return (0.5 + 2.0 * s).clamp(0, 1)
 
 
-def _shape_fields(scene: Scene) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per shape: coverage alpha in [0,1] and a boundary-band weight, each ``[n, S, S]``."""
+def _shape_fields(scene: Scene) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per shape, each ``[n, S, S]``: coverage alpha in [0,1], a boundary-band weight, and
+    the inside distance to the boundary in pixels (negative outside)."""
     yy, xx = _grid(scene.size)
     n = len(scene.shapes)
     t = lambda vals: torch.tensor(vals, dtype=torch.float32).view(n, 1, 1)  # noqa: E731
@@ -127,16 +130,20 @@ def _shape_fields(scene: Scene) -> tuple[torch.Tensor, torch.Tensor]:
     ang = t([s.angle for s in scene.shapes])
     is_box = t([1.0 if s.kind == "box" else 0.0 for s in scene.shapes])
     dx, dy = xx - cx, yy - cy
-    u = (dx * torch.cos(ang) + dy * torch.sin(ang)) / rx
-    v = (-dx * torch.sin(ang) + dy * torch.cos(ang)) / ry
-    d_ell = torch.sqrt(u * u + v * v)
-    d_box = torch.maximum(u.abs(), v.abs())
-    d = torch.where(is_box > 0, d_box, d_ell)  # 1 on the boundary, <1 inside
-    rmin = torch.minimum(rx, ry)
-    # (1 - d) * rmin is roughly the signed distance in pixels to the boundary.
-    alpha = ((1 - d) * rmin + 0.5).clamp(0, 1)
-    band = (1 - ((d - 1) * rmin).abs() / 1.5).clamp(0, 1)
-    return alpha, band
+    up = dx * torch.cos(ang) + dy * torch.sin(ang)  # pixels along the shape's own axes
+    vp = -dx * torch.sin(ang) + dy * torch.cos(ang)
+    # Box: exact distance to the nearest side (inside).  Ellipse: the first-order
+    # estimate (1 - rho) / |grad rho| of the distance to the boundary, exact on
+    # circles and close near the edge; capped by the short radius because the
+    # estimate blows up near the centre of elongated ellipses.
+    d_box = torch.minimum(rx - up.abs(), ry - vp.abs())
+    rho = torch.sqrt((up / rx) ** 2 + (vp / ry) ** 2)
+    grad = torch.sqrt((up / rx**2) ** 2 + (vp / ry**2) ** 2) / rho.clamp_min(1e-6)
+    d_ell = torch.minimum((1 - rho) / grad.clamp_min(1e-6), torch.minimum(rx, ry))
+    dist = torch.where(is_box > 0, d_box, d_ell)
+    alpha = (dist + 0.5).clamp(0, 1)  # about one pixel of anti-aliasing
+    band = (1 - dist.abs() / 1.5).clamp(0, 1)
+    return alpha, band, dist
 
 
 def render(scene: Scene, domain: Literal["a", "b"], task: str) -> torch.Tensor:
@@ -148,12 +155,12 @@ def render(scene: Scene, domain: Literal["a", "b"], task: str) -> torch.Tensor:
     bg0 = torch.tensor(scene.bg0).view(3, 1, 1)
     bg1 = torch.tensor(scene.bg1).view(3, 1, 1)
     img = bg0 * (1 - g) + bg1 * g
-    alpha, band = _shape_fields(scene)
-    stripes = _stripes(S) if (domain == "b" and task == "stripes") else None
+    alpha, band, dist = _shape_fields(scene)
+    striped = domain == "b" and task == "stripes"
     for k, shape in enumerate(scene.shapes):  # painter's order: later shapes on top
         col = torch.tensor(shape.color, dtype=torch.float32).view(3, 1, 1)
-        if stripes is not None:
-            col = col * (0.2 + 0.8 * stripes)
+        if striped:
+            col = col * (0.2 + 0.8 * _stripes(dist[k], S))
         a = alpha[k]
         img = img * (1 - a) + col * a
     if domain == "b" and task == "paint":
