@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from imtrans.data.imageio import IMAGE_EXTENSIONS, ImageDecodeError, list_images, open_rgb
+from imtrans.data.imageio import IMAGE_EXTENSIONS, ImageDecodeError, list_images, open_rgb, to_rgb
 from imtrans.errors import ImtransError
 
 FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
@@ -110,7 +110,15 @@ def _has_alpha(im: Image.Image) -> bool:
 
 def load_image(path: Path, max_pixels: int | None) -> tuple[Image.Image, Image.Image | None]:
     """``(rgb, alpha or None)``; raises :class:`ImageDecodeError` with the file and reason."""
-    rgb = open_rgb(path, max_pixels=max_pixels)
+    try:
+        rgb = open_rgb(path, max_pixels=max_pixels)
+    except ImageDecodeError as e:
+        # Work-around: imageio.to_rgb rejects palette images without a
+        # transparency entry ("unsupported image mode RGB" after its own P->RGB
+        # conversion).  The file decoded fine up to that point, so convert here.
+        if "unsupported image mode" not in str(e):
+            raise
+        rgb = _fallback_rgb(path)
     alpha = None
     try:
         with Image.open(path) as im:  # header only unless it has alpha
@@ -123,6 +131,18 @@ def load_image(path: Path, max_pixels: int | None) -> tuple[Image.Image, Image.I
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ImageDecodeError(f"cannot read image '{path}': its alpha channel is corrupt ({e})") from None
     return rgb, alpha
+
+
+def _fallback_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im) or im
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            return to_rgb(im).copy()
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageDecodeError(f"cannot read image '{path}': {e}") from None
 
 
 def encode_image(arr: np.ndarray, alpha: Image.Image | None, fmt: str, quality: int) -> bytes:

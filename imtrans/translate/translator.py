@@ -151,6 +151,8 @@ class Translator:
 
     def _prepare(self, img: Image.Image) -> torch.Tensor:
         """PIL (any mode) -> uint8 ``[C,H,W]`` with C = the generator's input channels, resized if ``size``."""
+        if img.mode == "P":  # imageio.to_rgb mishandles opaque palette images; convert first
+            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         img = to_rgb(img)
         if self.size is not None:
             img = resize_short_side(img, self.size)

@@ -1,0 +1,170 @@
+"""Batch translation: any mode/size, broken files, tiling, resume, safe output paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from imtrans import load_translator, registry
+from imtrans.engine.checkpoint import save_checkpoint
+from imtrans.errors import ImtransError
+from imtrans.translate import Translator
+
+
+def tiny_gen(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    return registry.build("generator", "resnet", ngf=4, n_blocks=1, **kw).eval()
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    G, F = tiny_gen(0), tiny_gen(1)
+    meta = {"nets": {n: {"kind": "generator", "spec": g._imtrans_spec} for n, g in (("G", G), ("F", F))},
+            "translators": {"a2b": "G", "b2a": "F"}}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "latest", {"G": G, "F": F}, meta, None)
+    return tmp_path / "run"
+
+
+def _rng_img(shape, seed=0, dtype=np.uint8, hi=256):
+    return np.random.default_rng(seed).integers(0, hi, shape).astype(dtype)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    good = {
+        "rgb.jpg": Image.fromarray(_rng_img((40, 52, 3), 1)),
+        "sub/gray.png": Image.fromarray(_rng_img((33, 47), 2), mode="L"),
+        "rgba.png": Image.fromarray(_rng_img((32, 36, 4), 3), mode="RGBA"),
+        "pal.png": Image.fromarray(_rng_img((45, 30, 3), 4)).convert("P"),
+        "deep.png": Image.fromarray(_rng_img((30, 41), 5, np.uint16, 65536)).convert("I;16"),
+        "same1.png": Image.fromarray(_rng_img((40, 52, 3), 6)),
+    }
+    for name, im in good.items():
+        im.save(src / name)
+    (src / "zero.jpg").write_bytes(b"")
+    (src / "notes.png").write_text("this is not an image")
+    data = (src / "rgb.jpg").read_bytes()
+    (src / "sub" / "trunc.jpg").write_bytes(data[: len(data) // 3])
+    return src, good, {"zero.jpg", "notes.png", "sub/trunc.jpg"}
+
+
+def test_folder_mixed_modes_and_broken_files(run_dir, mixed_folder, tmp_path):
+    src, good, broken = mixed_folder
+    t = load_translator(run_dir, direction="a2b", device="cpu", precision="fp32", batch_size=2)
+    rep = t.translate_folder(src, tmp_path / "out")
+    assert len(rep.ok) == len(good), rep.failed
+    for name, im in good.items():
+        out = Image.open((tmp_path / "out" / name).with_suffix(".png"))
+        assert out.size == im.size, name
+    # alpha re-attached
+    assert Image.open(tmp_path / "out" / "rgba.png").mode == "RGBA"
+    failed = {p.relative_to(src).as_posix(): reason for p, reason in rep.failed}
+    assert set(failed) == broken
+    assert "empty" in failed["zero.jpg"]
+    assert "not an image" in failed["notes.png"]
+    assert "truncated" in failed["sub/trunc.jpg"]
+    # no temp files left behind
+    assert not [p for p in (tmp_path / "out").rglob(".*")]
+
+
+def test_cli_exit_code_and_skip_existing(run_dir, mixed_folder, tmp_path, capsys):
+    from imtrans.cli import main
+
+    src, good, broken = mixed_folder
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["translate", str(run_dir), str(src), "-o", str(out), "--no-progress", "--precision", "fp32",
+              "--format", "jpg", "--suffix", "_x"])
+    assert e.value.code == 1
+    text = capsys.readouterr()
+    assert "notes.png" in text.out + text.err and "zero.jpg" in text.out + text.err
+    assert (out / "sub" / "gray_x.jpg").is_file()
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
+    assert len(mtimes) == len(good)
+
+    # resume: the good files are all skipped, nothing is rewritten
+    t = load_translator(run_dir, device="cpu", precision="fp32")
+    rep = t.translate_folder(src, out, format="jpg", suffix="_x", skip_existing=True)
+    assert rep.ok == [] and len(rep.skipped) == len(good)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")} == mtimes
+
+    # only good files: exit 0
+    with pytest.raises(SystemExit) as e:
+        main(["translate", str(run_dir), str(src / "rgb.jpg"), "-o", str(tmp_path / "o2"), "--no-progress",
+              "--direction", "b2a"])
+    assert e.value.code == 0
+    assert (tmp_path / "o2" / "rgb.png").is_file()
+
+
+def test_output_escaping_out_is_refused(run_dir, mixed_folder, tmp_path, capsys):
+    from imtrans.cli import main
+
+    src, _, _ = mixed_folder
+    t = load_translator(run_dir, device="cpu", precision="fp32")
+    with pytest.raises(ImtransError, match="outside the output folder"):
+        t.translate_folder(src, tmp_path / "out", suffix="/../../../escaped")
+    assert not list(tmp_path.rglob("*escaped*"))
+    with pytest.raises(SystemExit) as e:
+        main(["translate", str(run_dir), str(src), "-o", str(tmp_path / "out"), "--suffix", "/../../x", "--no-progress"])
+    assert e.value.code == 1
+    assert "outside the output folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_tiled_matches_whole_image(norm):
+    # Receptive-field radius of resnet(ngf=4, n_blocks=1) is ~23 px; tiles of 96 px with
+    # 48 px overlap put the zero-weight margin (12 px) plus the cosine rise over it, and
+    # instance-norm statistics are taken from the whole image (it fits norm_stats_size),
+    # so the only differences are the far tail of the receptive field: we allow 2 of 255
+    # levels anywhere (1 for rounding) and a tiny mean.
+    G = tiny_gen(3, norm=norm)
+    if norm == "batch":
+        for m in G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    t = Translator(G, device="cpu", precision="fp32", tile=96, overlap=48)
+    img = Image.fromarray(_rng_img((20, 25, 3), 7)).resize((150, 130), Image.Resampling.BICUBIC)
+    whole = np.asarray(t(img, tiled=False)).astype(int)
+    tiled = np.asarray(t(img, tiled=True)).astype(int)
+    assert whole.shape == tiled.shape == (130, 150, 3)
+    d = np.abs(whole - tiled)
+    assert d.max() <= 2 and d.mean() < 0.05
+
+
+def test_tiles_used_automatically_and_size_option(tmp_path):
+    G = tiny_gen(4)
+    t = Translator(G, device="cpu", precision="fp32", tile=64, overlap=32, size=48)
+    img = Image.fromarray(_rng_img((50, 90, 3), 8))
+    out = t(img)
+    assert out.size == (86, 48)  # short side resized to 48
+    t2 = Translator(G, device="cpu", precision="fp32", tile=64, overlap=32)
+    calls = []
+    orig = t2.translate_tiled
+    t2.translate_tiled = lambda x: calls.append(x.shape) or orig(x)
+    big = Image.fromarray(_rng_img((70, 130, 3), 9))
+    assert t2(big).size == (130, 70) and calls
+    assert t2(Image.fromarray(_rng_img((30, 30, 3), 9))).size == (30, 30) and len(calls) == 1
+
+
+def test_api_odd_and_tiny_sizes_and_precision():
+    t = Translator(tiny_gen(5), device="cpu", precision="bf16")
+    for size in [(1, 1), (3, 7), (17, 9)]:
+        img = Image.fromarray(_rng_img((size[1], size[0], 3), 10))
+        assert t(img).size == size
+    pal = Image.fromarray(_rng_img((20, 28, 3), 11)).convert("P")
+    assert t(pal).size == (28, 20)
+    rgba = Image.fromarray(_rng_img((20, 28, 4), 12), mode="RGBA")
+    out = t(rgba)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
+
+
+def test_direction_errors(run_dir, tmp_path):
+    with pytest.raises(ImtransError, match="direction"):
+        load_translator(run_dir, direction="x2y", device="cpu")
+    with pytest.raises(ImtransError):
+        load_translator(tmp_path / "nope", device="cpu")
