@@ -44,7 +44,7 @@ def translate(
         + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False)
 
     def on_error(src: Path, reason: str) -> None:
-        err_console.print(f"[red]failed[/] {escape(str(src))}: {escape(reason)}", highlight=False)
+        err_console.print(f"[red]failed[/] {escape(str(src))}: {escape(reason)}", highlight=False, soft_wrap=True)
 
     if no_progress:
         report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
@@ -103,8 +103,8 @@ def export(
     h, w = res.check_size
     console.print(
         f"[green]exported[/] {res.format} to {res.path}; max abs difference vs PyTorch at {h}x{w}: {res.max_abs_diff:.3g}",
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
     m = getattr(net, "size_multiple", 1)
     console.print(f"input: float32 [B, {getattr(net, 'in_channels', 3)}, H, W] in [-1, 1], H and W multiples of {m}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
