@@ -71,20 +71,21 @@ _PATTERNS = {"checker": _checker, "waves": _waves, "noise": _noise}
 
 
 class TexturesDomain:
-    """Procedural textures from a seed: checkerboards, waves or smooth noise (``kind = "mixed"``: all three).
+    """Procedural textures from a seed: checkerboards, waves or smooth noise (``pattern = "mixed"``: all three).
 
     Each image is a two-colour rendering of one pattern with random scale,
     orientation and phase; image ``i`` depends only on ``(seed, split, i)``.
 
-    Parameters: ``kind`` checker | waves | noise | mixed (the pattern cycles
-    with the index); ``count`` images per split; ``size`` side in pixels;
+    Parameters: ``pattern`` checker | waves | noise | mixed (the pattern
+    cycles with the index); ``count`` images per split; ``size`` side in pixels;
     ``seed`` selects another, equally reproducible set.
     """
 
     def __init__(
         self,
         split: str,
-        kind: Literal["checker", "waves", "noise", "mixed"] = "mixed",
+        # not called `kind`: registry.build(kind, name, ...) takes that keyword itself
+        pattern: Literal["checker", "waves", "noise", "mixed"] = "mixed",
         count: int = 256,
         size: int = 64,
         seed: int = 0,
@@ -96,7 +97,7 @@ class TexturesDomain:
         if size < 4:
             raise ImtransError(f"textures size must be at least 4 pixels, got {size}")
         self.split = split
-        self.kind = kind
+        self.pattern = pattern
         self.count = count
         self.size = size
         self.seed = seed
@@ -109,13 +110,13 @@ class TexturesDomain:
             raise IndexError(f"textures index {i} out of range 0..{self.count - 1}")
         return i
 
-    def pattern(self, i: int) -> str:
+    def pattern_of(self, i: int) -> str:
         """Which pattern image ``i`` shows."""
-        return KINDS[self._check(i) % len(KINDS)] if self.kind == "mixed" else self.kind
+        return KINDS[self._check(i) % len(KINDS)] if self.pattern == "mixed" else self.pattern
 
     def load(self, i: int) -> Image.Image:
         """Image ``i`` as a PIL RGB image of ``size`` x ``size``."""
-        kind = self.pattern(i)
+        kind = self.pattern_of(i)
         rng = _rng(self.seed, self.split, i)
         c0, c1 = _colour(rng), _colour(rng)
         m = _PATTERNS[kind](self.size, rng)[..., None]
@@ -124,7 +125,7 @@ class TexturesDomain:
 
     def name(self, i: int) -> str:
         """A stable id such as ``train/waves_00012.png`` (used for output file names)."""
-        return f"{self.split}/{self.pattern(i)}_{i:05d}.png"
+        return f"{self.split}/{self.pattern_of(i)}_{i:05d}.png"
 
     def __repr__(self) -> str:
-        return f"TexturesDomain(split={self.split!r}, kind={self.kind!r}, count={self.count}, size={self.size}, seed={self.seed})"
+        return f"TexturesDomain(split={self.split!r}, pattern={self.pattern!r}, count={self.count}, size={self.size}, seed={self.seed})"
