@@ -168,3 +168,10 @@ def test_direction_errors(run_dir, tmp_path):
         load_translator(run_dir, direction="x2y", device="cpu")
     with pytest.raises(ImtransError):
         load_translator(tmp_path / "nope", device="cpu")
+
+
+def test_glob_and_file_inputs(run_dir, mixed_folder, tmp_path):
+    src, _, _ = mixed_folder
+    t = load_translator(run_dir, device="cpu", precision="fp32")
+    rep = t.translate_folder([str(src / "sub" / "*.png"), src / "rgb.jpg"], tmp_path / "o", format="webp")
+    assert sorted(p.name for _, p in rep.ok) == ["gray.webp", "rgb.webp"] and not rep.failed
