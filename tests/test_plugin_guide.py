@@ -1,0 +1,207 @@
+"""docs/plugins.md is executable: every fenced block of the guide is exercised here.
+
+File blocks (```lang title="path"```) are written into a scratch project; command
+blocks (title "install", "train", "test") are run, each command mapped to what it
+does: ``pip install -e DIR`` becomes a dist-info built from DIR's pyproject.toml
+(the metadata an editable install writes, without touching this environment's
+site-packages), ``imtrans ...`` runs the real CLI in a subprocess, and ``python -m
+pytest DIR`` runs the guide's test functions.  A block this file does not know
+fails the test, so the guide cannot grow untested code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cli
+
+GUIDE = ROOT / "docs" / "plugins.md"
+BLOCK = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
+TITLE = re.compile(r'title="([^"]+)"')
+COMMAND_BLOCKS = ("install", "train", "test")
+TINY_RUN = [
+    "data.a.count=4", "data.a.size=32", "data.b.count=4", "data.b.size=32",
+    "model.generator.ngf=8", "model.generator.n_blocks=2", "model.discriminator.ndf=8",
+    "data.workers=0", "train.max_steps=2", "train.sample_every=0", "train.eval_images=2",
+]
+
+
+def guide_blocks() -> dict[str, tuple[str, str]]:
+    """title -> (language, code) for every fenced block of the guide."""
+    out: dict[str, tuple[str, str]] = {}
+    for lang, info, code in BLOCK.findall(GUIDE.read_text(encoding="utf-8")):
+        m = TITLE.search(info)
+        assert m, f"docs/plugins.md has an untitled ```{lang} block; give it title=\"...\" so a test runs it"
+        assert m.group(1) not in out, f"two blocks titled {m.group(1)!r}"
+        out[m.group(1)] = (lang, code)
+    return out
+
+
+BLOCKS = guide_blocks()
+FILE_BLOCKS = {t: c for t, (lang, c) in BLOCKS.items() if t not in COMMAND_BLOCKS}
+#: file blocks with their own test below (the others are written into the project and used there)
+STANDALONE = ("every_hook.py", "compat.py")
+
+
+def commands(title: str) -> list[list[str]]:
+    lang, code = BLOCKS[title]
+    assert lang == "bash"
+    return [shlex.split(line) for line in code.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def install_dist(project: Path, site: Path) -> tuple[str, dict[str, str]]:
+    """What ``pip install -e project`` leaves for importlib.metadata: a dist-info with entry points."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    eps = meta.get("entry-points", {}).get("imtrans", {})
+    info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    (info / "entry_points.txt").write_text("[imtrans]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    # editable: the project folder itself is importable
+    (site / f"__editable__{meta['name'].replace('-', '_')}.pth").write_text(str(project) + "\n")
+    return meta["name"], eps
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> dict[str, Path]:
+    """The guide's files written into a scratch project, 'installed' into a scratch site dir."""
+    work = tmp_path_factory.mktemp("guide")
+    for title, code in FILE_BLOCKS.items():
+        if title in STANDALONE:
+            continue
+        dest = work / title
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(code)
+    # the guide's recipe extends the quickstart, as it would inside a checkout
+    shutil.copy(ROOT / "recipes" / "quickstart.toml", work / "recipes" / "quickstart.toml")
+    site = work / "_site"
+    site.mkdir()
+    for cmd in commands("install"):
+        if cmd[:3] == ["pip", "install", "-e"]:
+            install_dist((work / cmd[3]).resolve(), site)
+    return {"work": work, "site": site, "project": work / "imtrans-lowfreq"}
+
+
+def env_for(p: dict[str, Path]) -> dict[str, str]:
+    # a .pth file is only honoured in real site dirs, so list the editable project too
+    return {"PYTHONPATH": os.pathsep.join([str(p["site"]), str(p["project"]), str(ROOT)])}
+
+
+def test_every_block_is_known():
+    assert set(COMMAND_BLOCKS) <= set(BLOCKS)
+    known_files = {"imtrans-lowfreq/imtrans_lowfreq.py", "imtrans-lowfreq/pyproject.toml",
+                   "recipes/lowfreq_quickstart.toml", "imtrans-lowfreq/tests/test_lowfreq.py", *STANDALONE}
+    assert set(FILE_BLOCKS) == known_files, "a new guide block needs a test in tests/test_plugin_guide.py"
+    loss_lines = [ln for ln in FILE_BLOCKS["imtrans-lowfreq/imtrans_lowfreq.py"].splitlines() if ln.strip()]
+    assert len(loss_lines) <= 35  # "a new loss in ~30 lines"
+
+
+def test_install_block_registers_the_plugin(project):
+    names = []
+    for cmd in commands("install"):
+        if cmd[0] == "pip":
+            continue  # done by the fixture
+        assert cmd[0] == "imtrans", f"unknown command in the guide's install block: {cmd}"
+        proc = run_cli(*cmd[1:], env=env_for(project), cwd=project["work"])
+        assert proc.returncode == 0, proc.stderr
+        assert "lowfreq" in proc.stdout
+        names.append(cmd[1])
+    assert names == ["plugins"]
+    proc = run_cli("plugins", "--json", env=env_for(project), cwd=project["work"])
+    info = {i["name"]: i for i in json.loads(proc.stdout)}["lowfreq"]
+    assert info["error"] is None and info["parts"] == {"loss": ["lowfreq"]}
+    assert (info["version"], info["distribution"], info["source"]) == ("0.1.0", "imtrans-lowfreq", "entry point")
+
+
+def test_train_block_trains_with_the_new_loss(project, tmp_path):
+    (cmd,) = commands("train")
+    assert cmd[:2] == ["imtrans", "run"]
+    sets = [x for s in TINY_RUN + [f"output.root={json.dumps(str(tmp_path))}"] for x in ("--set", s)]
+    proc = run_cli(*cmd[1:], *sets, "--no-progress", env=env_for(project), cwd=project["work"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    recs = [json.loads(x) for x in (tmp_path / "lowfreq_quickstart" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in recs if r["kind"] == "train"][-1]
+    assert last["step"] == 2 and "lowfreq" in last["losses"]
+
+
+def test_test_block_passes(project, fresh_plugins):
+    (cmd,) = commands("test")
+    assert cmd[:3] == ["python", "-m", "pytest"]
+    sys.path[:0] = [str(project["site"]), str(project["project"])]
+    fresh_plugins.reset()  # load again, now with the 'installed' plugin
+    tests = sorted((project["work"] / cmd[3]).glob("test_*.py"))
+    assert tests
+    ran = 0
+    for path in tests:
+        spec = importlib.util.spec_from_file_location(f"guide_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        for name in dir(mod):
+            if name.startswith("test_"):
+                getattr(mod, name)()
+                ran += 1
+    assert ran >= 2
+    sys.modules.pop("imtrans_lowfreq", None)
+
+
+def test_incompatible_plugin_is_skipped_with_one_message(project, tmp_path):
+    """The guide's plugin claiming API [99]: one clear line, nothing registered, the rest works."""
+    src = project["project"] / "imtrans_lowfreq.py"
+    old = tmp_path / "old" / "imtrans-lowfreq"
+    old.mkdir(parents=True)
+    shutil.copy(project["project"] / "pyproject.toml", old)
+    text = src.read_text()
+    assert "IMTRANS_API = [1]" in text
+    (old / "imtrans_lowfreq.py").write_text(text.replace("IMTRANS_API = [1]", "IMTRANS_API = [99]"))
+    site = tmp_path / "site"
+    site.mkdir()
+    install_dist(old, site)
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(old), str(ROOT)])}
+    proc = run_cli("plugins", "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    infos = {i["name"]: i for i in json.loads(proc.stdout)}
+    assert infos["lowfreq"]["parts"] == {} and "API [99]" in infos["lowfreq"]["error"]
+    assert infos["builtin"]["error"] is None
+    lines = [ln for ln in proc.stderr.splitlines() if "lowfreq" in ln]
+    assert len(lines) == 1, proc.stderr
+    assert "skipped" in lines[0] and "[99]" in lines[0] and "API 1" in lines[0]
+
+
+def test_every_hook_block(tmp_path, fresh_plugins):
+    from conftest import make_dist_plugin
+    from imtrans import registry
+
+    make_dist_plugin(tmp_path, "every-hook", "every_hook", FILE_BLOCKS["every_hook.py"], ep_name="every_hook")
+    sys.path.insert(0, str(tmp_path))
+    fresh_plugins.reset()
+    info = {i.name: i for i in fresh_plugins.plugin_infos()}["every_hook"]
+    assert info.error is None, info.error
+    assert info.parts == {
+        "generator": ["tiny_resnet"], "discriminator": ["tiny_patchgan"], "loss": ["zero"],
+        "augmentation": ["no_flip"], "domain": ["flat"], "scheme": ["cyclegan_again"],
+    }
+    assert registry.build("generator", "tiny_resnet").n_blocks == 2
+    dom = registry.build("domain", "flat", "train", count=2)
+    assert len(dom) == 2 and dom.load(0).mode == "RGB" and dom.name(1) == "train/1.png"
+    assert registry.get_registry("loss").get("zero").summary == "Not a useful loss: shows `doc`."
+    proc = run_cli("hello", env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}, cwd=tmp_path)
+    assert proc.returncode == 0 and "hello from a plugin" in proc.stdout, proc.stderr
+    sys.modules.pop("every_hook", None)
+
+
+def test_compat_block():
+    from imtrans.plugins import API_VERSION
+
+    ns: dict = {}
+    exec(FILE_BLOCKS["compat.py"], ns)
+    assert API_VERSION in ns["IMTRANS_API"]
