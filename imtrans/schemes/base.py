@@ -117,6 +117,22 @@ def build_network(kind: str, spec) -> nn.Module:
     return registry.build_spec(kind, spec.as_dict())
 
 
+def extra_term(term: nn.Module):
+    """Adapt a loss to the extra-term call ``f(src, out, generator)``.
+
+    Translation losses (e.g. PatchNCE) already take ``(src, out, generator)``;
+    pixel losses ``(pred, target)`` are applied as ``loss(out, src)``: they keep
+    the translation close to its input.
+    """
+    import inspect
+
+    params = [p for p in inspect.signature(term.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(params) >= 3:
+        return term
+    return lambda src, out, generator: term(out, src)
+
+
 class Scheme(nn.Module):
     """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``)."""
 

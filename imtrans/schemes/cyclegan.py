@@ -19,7 +19,7 @@ from torch import nn
 
 from imtrans import registry
 from imtrans.errors import ImtransError
-from imtrans.schemes.base import Scheme, build_network, make_optimizer, make_scheduler, set_requires_grad
+from imtrans.schemes.base import Scheme, build_network, extra_term, make_optimizer, make_scheduler, set_requires_grad
 
 #: loss terms whose role the scheme knows; any other key in [losses] is an extra generator term.
 ROLES = ("gan", "cycle", "identity")
@@ -117,8 +117,9 @@ class CycleGAN(Scheme):
                 a, b = batch["a"], batch["b"]
                 G, F = self.nets["G"], self.nets["F"]
                 for term in self.extra.values():
-                    term(a, G(a), G)
-                    term(b, F(b), F)
+                    f = extra_term(term)
+                    f(a, G(a), G)
+                    f(b, F(b), F)
         o = self.recipe.optim
         g_params = list(self.parameters_of("G", "F")) + list(self.extra.parameters())
         self._optimizers = {
@@ -152,8 +153,8 @@ class CycleGAN(Scheme):
                 L["idt_b"] = self.lambda_idt * self.lambda_B * self.idt(G(real_b), real_b)
                 L["idt_a"] = self.lambda_idt * self.lambda_A * self.idt(F(real_a), real_a)
             for key, term in self.extra.items():
-                w = self.extra_w[key]
-                L[key] = w * (term(real_a, fake_b, G) + term(real_b, fake_a, F))
+                f = extra_term(term)
+                L[key] = self.extra_w[key] * (f(real_a, fake_b, G) + f(real_b, fake_a, F))
             loss_g = sum(L.values())
         amp.backward(loss_g)
         amp.step(opt_g)
