@@ -206,6 +206,10 @@ def test_cut_recipes_train_a_few_steps(tmp_path, cut_plugin, recipe, keys):
     meta = ckpt.read_meta(res.run_dir / "checkpoints" / "latest")
     assert set(meta["nets"]) == {"G", "D", "F"} and meta["translators"] == {"a2b": "G"}
     assert "gt_l1_a2b" in res.eval_after
+    if recipe.startswith("fastcut"):
+        # resume: the heads ("F") and the flip RNG come back from the checkpoint
+        more = cut_recipe(tmp_path, recipe, ["train.max_steps=3"])
+        assert Trainer(more, resume=True, progress=False, handle_signals=False).fit().steps == 3
 
 
 def test_cut_scheme_modes_and_heads_are_optimised(tmp_path, cut_plugin):
