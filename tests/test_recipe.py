@@ -116,3 +116,12 @@ def test_cli_check_prints_resolved_recipe_and_errors_without_traceback(tmp_path)
     bad = run_cli("check", str(p), "--set", "train.epochs=x")
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr and "--set train.epochs=x" in bad.stderr
+
+
+def test_every_recipe_key_is_documented():
+    from imtrans.recipe import DataConfig, OptimConfig, OutputConfig, Recipe, TrainConfig
+
+    doc = (ROOT / "docs" / "recipes.md").read_text()
+    for model in (Recipe, DataConfig, OptimConfig, OutputConfig, TrainConfig):
+        for field in model.model_fields:
+            assert f"`{field}`" in doc, f"{model.__name__}.{field} is missing from docs/recipes.md"
