@@ -147,3 +147,12 @@ def test_loader_with_workers_sees_epochs():
     order = loader.sampler.order()
     want = [[ds[(1, i)]["b_index"] for i in order[k:k + 2]] for k in (0, 2)]
     assert got == want
+
+
+def test_loader_does_not_consume_global_rng():
+    loader = make_loader(_ds(count_a=4, count_b=4), batch_size=2, workers=0, seed=0, epoch=0)
+    torch.manual_seed(5)
+    list(loader)
+    after = torch.rand(1)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(1))

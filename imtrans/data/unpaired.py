@@ -189,6 +189,9 @@ def make_loader(
         drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
+        # An own generator: starting an iterator would otherwise draw a base seed
+        # from torch's global RNG, so a resumed run would augment differently.
+        generator=torch.Generator().manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF),
     )
 
 
