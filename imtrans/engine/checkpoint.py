@@ -167,6 +167,22 @@ def save_checkpoint(
     return dest
 
 
+def remove_stale_temp(cdir: Path) -> int:
+    """Delete half-written ``.NAME.*`` temp dirs left in ``cdir`` by a killed writer; returns how many.
+
+    Only call it while holding the run lock: a live writer's temp dir looks the same.
+    """
+    n = 0
+    cdir = Path(cdir)
+    if not cdir.is_dir():
+        return 0
+    for p in cdir.iterdir():
+        if p.name.startswith(".") and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            n += 1
+    return n
+
+
 # ---------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------
@@ -207,9 +223,12 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             f"{f} has no imtrans metadata; convert official .pth weights with `imtrans import-weights`"
         )
     try:
-        return json.loads(md["imtrans"])
+        meta = json.loads(md["imtrans"])
     except json.JSONDecodeError:
         raise CheckpointError(f"{f}: its imtrans metadata is not valid JSON; the file is corrupt") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("nets", {}), dict):
+        raise CheckpointError(f"{f}: its imtrans metadata is not a table of networks; the file is corrupt")
+    return meta
 
 
 def load_weights(path: str | Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
@@ -237,7 +256,13 @@ def load_state(path: str | Path) -> dict[str, Any]:
         tensors = load_file(str(f))
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{f} cannot be loaded ({e}); it may be truncated or corrupt") from None
-    return unpack(tensors, skel)
+    try:
+        state = unpack(tensors, skel)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{f}: its state skeleton is corrupt ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{f}: its state is not a table; the file is corrupt")
+    return state
 
 
 def load_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
@@ -270,9 +295,14 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
     if net_name not in nets:
         raise CheckpointError(f"{path} has no network '{net_name}'; it has {', '.join(nets) or 'none'}")
     info = nets[net_name]
-    spec = dict(info["spec"])
+    try:
+        kind, spec = info["kind"], dict(info["spec"])
+        if not isinstance(kind, str) or not isinstance(spec.get("name"), str):
+            raise TypeError("kind and spec.name must be strings")
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
     if spec.get("pretrained"):
         spec["pretrained"] = False  # the checkpoint carries the trained weights; never fetch again
-    net = registry.build_spec(info["kind"], spec)
+    net = registry.build_spec(kind, spec)
     load_into(net, load_weights(path, net_name), f"{path} ({net_name})")
     return net.eval()

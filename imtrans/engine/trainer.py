@@ -40,6 +40,7 @@ class TrainResult:
     eval_before: dict[str, float] = field(default_factory=dict)
     eval_after: dict[str, float] = field(default_factory=dict)
     stopped: str = "finished"
+    skipped_images: int = 0
 
 
 def _domain_specs(recipe: Recipe) -> dict[str, tuple[PartSpec, str] | None]:
@@ -84,6 +85,7 @@ class Trainer:
         self.skip_nonfinite = skip_nonfinite
         self.handle_signals = handle_signals
         self._stop_signal: Optional[str] = None
+        self._saved_step: Optional[int] = None  # step of the last checkpoint on disk (named in NaN errors)
 
     # ------------------------------------------------------------------ set-up
     def _build_data(self, augment) -> tuple[Any, Any, dict[str, Any]]:
@@ -182,9 +184,36 @@ class Trainer:
                 f"writing the checkpoint in {cdir} failed ({e.strerror or e}); the previous checkpoint is kept — "
                 "free disk space or fix permissions, then resume with --resume"
             ) from None
+        self._saved_step = step
         return path
 
     def _load(self, scheme, path: Path) -> dict[str, Any]:
+        try:
+            return self._load_unchecked(scheme, path)
+        except ckpt.CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as e:
+            # a readable file whose state does not fit this run (another recipe, or garbage metadata)
+            raise ckpt.CheckpointError(
+                f"{path} cannot resume this run: its training state does not fit ({type(e).__name__}: {e}); "
+                "resume with the recipe that made it, or start a new run"
+            ) from None
+
+    def _resume_from(self, scheme, run_dir: Path) -> dict[str, Any]:
+        """Load ``latest``; if it is unreadable and ``latest.old`` exists, fall back to that one."""
+        path = ckpt.resolve_checkpoint(run_dir)
+        try:
+            return self._load(scheme, path)
+        except ckpt.CheckpointError as e:
+            old = run_dir / "checkpoints" / "latest.old"
+            if path == old or not (old / ckpt.WEIGHTS).is_file():
+                raise
+            import logging
+
+            logging.getLogger("imtrans.train").warning("%s; resuming from %s instead", e, old)
+            return self._load(scheme, old)
+
+    def _load_unchecked(self, scheme, path: Path) -> dict[str, Any]:
         for name, net in scheme.networks().items():
             ckpt.load_into(net, ckpt.load_weights(path, name), f"{path} ({name})")
         st = ckpt.load_state(path)
@@ -259,6 +288,7 @@ class Trainer:
         from imtrans.schemes.base import Precision
 
         r, t, run_dir, device = self.recipe, self.recipe.train, self.run_dir, self.device
+        ckpt.remove_stale_temp(run_dir / "checkpoints")  # left by a writer that was killed; we hold the lock
         ckpt.atomic_write_text(run_dir / "recipe.resolved.toml", r.to_toml())
 
         augment = registry.build_spec("augmentation", r.data.augment.as_dict()).to(device).train()
@@ -284,9 +314,9 @@ class Trainer:
         step, epoch, step_in_epoch = 0, 0, 0
         metrics_path = run_dir / "metrics.jsonl"
         if self.resume:
-            path = ckpt.resolve_checkpoint(run_dir)
-            st = self._load(scheme, path)
+            st = self._resume_from(scheme, run_dir)
             step, epoch, step_in_epoch = int(st["step"]), int(st["epoch"]), int(st["step_in_epoch"])
+            self._saved_step = step
             truncate_metrics(metrics_path, step)
         log = MetricsLog(metrics_path)
         tb = self._tensorboard()
@@ -323,6 +353,22 @@ class Trainer:
         start_step = step
         stopped = "finished"
         skipped_bad = 0
+        logged_skips = 0
+
+        def log_skipped_images() -> None:
+            # undecodable files met by the data set in *this* process (workers > 0 keep their own counts)
+            nonlocal logged_skips
+            n = getattr(ds, "skipped", 0)
+            if n > logged_skips:
+                files: dict[str, list[str]] = {}
+                for side, k in sorted(getattr(ds, "_bad", ())):
+                    dom = ds.domain_a if side == "A" else ds.domain_b
+                    name = dom.name(k) if hasattr(dom, "name") else str(k)
+                    files.setdefault(side, []).append(name)
+                log.write({"kind": "data", "step": step, "epoch": epoch, "skipped": n,
+                           "files": {s: v[:50] for s, v in files.items()}})
+                logged_skips = n
+
         progress = self._make_progress(total, step)
         try:
             while step < total and epoch < n_epochs:
@@ -380,12 +426,14 @@ class Trainer:
                         break
                 if self._stop_signal:
                     self._check_window(window, step)
+                    log_skipped_images()
                     self.save(scheme, step, epoch, step_in_epoch)
                     stopped = f"stopped by {self._stop_signal}"
                     break
                 if step_in_epoch >= steps_per_epoch:
                     # end of epoch: LR schedule, snapshot, samples, evaluation
                     self._check_window(window, step)
+                    log_skipped_images()
                     epoch += 1
                     step_in_epoch = 0
                     scheme.epoch_end(epoch)
@@ -402,6 +450,7 @@ class Trainer:
                 self._check_window(window, step)
                 if window:
                     log.write(self._log_window(window, step, epoch, scheme, 0.0))
+                log_skipped_images()
                 self.save(scheme, step, epoch, step_in_epoch)
                 sample(f"step_{step:07d}")
         finally:
@@ -418,7 +467,8 @@ class Trainer:
             log2.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": eval_after, "final": True})
             log2.close()
         write_index(run_dir, f"imtrans run: {run_dir.name}")
-        return TrainResult(run_dir, step, epoch, time.perf_counter() - t0, eval_before, eval_after, stopped)
+        return TrainResult(run_dir, step, epoch, time.perf_counter() - t0, eval_before, eval_after, stopped,
+                           skipped_images=getattr(ds, "skipped", 0))
 
     # ------------------------------------------------------------------ logging
     def _check_window(self, window: list[dict[str, torch.Tensor]], step: int) -> None:
@@ -431,9 +481,10 @@ class Trainer:
         if bad.any():
             i, j = [int(v) for v in bad.nonzero()[0]]
             first = step - len(window) + i + 1
+            kept = f" (step {self._saved_step})" if self._saved_step is not None else ""
             raise NonFiniteLossError(
                 f"loss '{keys[j]}' became {float(vals[i, j])} at step {first}; training stopped and the last good "
-                f"checkpoint is kept — lower the learning rate, or pass --skip-nonfinite N to skip bad batches"
+                f"checkpoint{kept} is kept — lower the learning rate, or pass --skip-nonfinite N to skip bad batches"
             )
 
     def _log_window(self, window, step: int, epoch: int, scheme, ips: float) -> dict[str, Any]:
