@@ -217,7 +217,7 @@ class Registry:
             raise PartParamsError(format_validation_error(e, where, entry.params.model_fields)) from None
         return {k: getattr(m, k) for k in entry.params.model_fields}
 
-    def build(self, name: str, *context: Any, **params: Any) -> Any:
+    def build(self, name: str, /, *context: Any, **params: Any) -> Any:
         """Build part ``name`` with validated keyword ``params`` (``context`` passed positionally)."""
         entry = self.get(name)
         clean = self.validate(name, params)
@@ -261,7 +261,7 @@ def get_registry(kind: str, *, load_plugins: bool = True) -> Registry:
     return _REGISTRIES[kind]
 
 
-def build(kind: str, name: str, *context: Any, **params: Any) -> Any:
+def build(kind: str, name: str, /, *context: Any, **params: Any) -> Any:
     """Build a registered part: ``build("generator", "resnet", n_blocks=9)``."""
     return get_registry(kind).build(name, *context, **params)
 
