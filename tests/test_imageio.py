@@ -116,3 +116,15 @@ def test_tensor_conversions():
     back = tensor_to_pil(t.float() / 127.5 - 1)
     assert np.array_equal(np.asarray(back), np.asarray(img))
     assert tensor_to_pil(torch.zeros(1, 1, 2, 2)).mode == "L"
+
+
+def test_palette_without_transparency_becomes_rgb(tmp_path):
+    from PIL import Image
+
+    from imtrans.data.imageio import open_rgb
+
+    p = tmp_path / "p.png"
+    Image.new("RGB", (8, 6), (10, 200, 30)).convert("P").save(p)
+    img = open_rgb(p)
+    assert img.mode == "RGB" and img.size == (8, 6)
+    assert img.getpixel((0, 0)) == (10, 200, 30)

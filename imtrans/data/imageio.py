@@ -100,6 +100,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
         # Palette images may declare one palette entry (or a table) as transparent.
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
         mode = img.mode
+        if mode == "RGB":
+            return img
     if mode in ("PA", "LA", "La", "RGBa"):
         img = img.convert("RGBA")
         mode = "RGBA"
