@@ -124,7 +124,7 @@ def test_palette_without_transparency_becomes_rgb(tmp_path):
     from imtrans.data.imageio import open_rgb
 
     p = tmp_path / "p.png"
-    Image.new("RGB", (8, 6), (10, 200, 30)).convert("P").save(p)
+    Image.new("RGB", (8, 6), (10, 200, 30)).convert("P", palette=Image.Palette.ADAPTIVE).save(p)
     img = open_rgb(p)
     assert img.mode == "RGB" and img.size == (8, 6)
     assert img.getpixel((0, 0)) == (10, 200, 30)
