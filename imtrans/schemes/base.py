@@ -146,6 +146,8 @@ class Scheme(nn.Module):
         self.precision = Precision("fp32", torch.device("cpu"))
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
         self._schedulers: dict[str, Any] = {}
+        self._wrapped: dict[str, nn.Module] = {}
+        self.rank = 0
 
     # -- wiring --------------------------------------------------------------
     @property
@@ -161,6 +163,20 @@ class Scheme(nn.Module):
 
     def networks(self) -> dict[str, nn.Module]:
         return dict(self.nets.items())
+
+    def distribute(self, wrap, rank: int) -> None:
+        """Wrap each network for data parallelism (``wrap(net) -> module``); weights stay in ``nets``."""
+        self.rank = rank
+        for k, net in self.nets.items():
+            w = wrap(net)
+            self._wrapped[k] = w
+            inner = getattr(w, "module", w)
+            if inner is not net:  # SyncBatchNorm conversion made a new module: keep them one
+                self.nets[k] = inner
+
+    def run(self, name: str) -> nn.Module:
+        """The network to call when its gradients must be synchronised (the DDP wrapper, if any)."""
+        return self._wrapped.get(name) or self.nets[name]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self._optimizers

@@ -139,7 +139,10 @@ class CycleGAN(Scheme):
     # -- the training step --------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         real_a, real_b = batch["a"], batch["b"]
-        G, F, D_A, D_B = (self.nets[k] for k in ("G", "F", "D_A", "D_B"))
+        # run(): DDP wrappers when distributed.  The discriminators are called unwrapped in the
+        # generator step: they are frozen there, and a DDP forward would wait for their gradients.
+        G, F = self.run("G"), self.run("F")
+        D_A, D_B = self.nets["D_A"], self.nets["D_B"]
         opt_g, opt_d = self._optimizers["G"], self._optimizers["D"]
         amp = self.precision
         L: dict[str, torch.Tensor] = {}
@@ -162,7 +165,8 @@ class CycleGAN(Scheme):
                 L["idt_a"] = self.lambda_idt * self.lambda_A * self.idt(F(real_a), real_a)
             for key, term in self.extra.items():
                 f = extra_term(term)
-                L[key] = self.extra_w[key] * (f(real_a, fake_b, G) + f(real_b, fake_a, F))
+                # raw generators: feature losses call generator.encode(), which DDP does not expose
+                L[key] = self.extra_w[key] * (f(real_a, fake_b, self.nets["G"]) + f(real_b, fake_a, self.nets["F"]))
             loss_g = sum(L.values())
         amp.backward(loss_g)
         amp.step(opt_g)
@@ -172,6 +176,7 @@ class CycleGAN(Scheme):
         opt_d.zero_grad(set_to_none=True)
         pool_b = self.pool_b.query(fake_b.detach())
         pool_a = self.pool_a.query(fake_a.detach())
+        D_A, D_B = self.run("D_A"), self.run("D_B")
         with amp.autocast():
             L["D_B"] = 0.5 * (self.gan(D_B(real_b), True) + self.gan(D_B(pool_b), False))
             L["D_A"] = 0.5 * (self.gan(D_A(real_a), True) + self.gan(D_A(pool_a), False))
@@ -190,6 +195,13 @@ class CycleGAN(Scheme):
             fa = F(b)
             rows = [[a, fb, F(fb)], [b, fa, G(fa)]]
         return [[t.float() for t in row] for row in rows]
+
+    def distribute(self, wrap, rank: int) -> None:
+        super().distribute(wrap, rank)
+        # per-rank history pools with their own streams
+        seed = self.recipe.train.seed
+        self.pool_a.gen.manual_seed(seed + 101 + 1000 * rank)
+        self.pool_b.gen.manual_seed(seed + 202 + 1000 * rank)
 
     def extra_state(self) -> dict[str, Any]:
         return {"pool_a": self.pool_a.state(), "pool_b": self.pool_b.state()}
