@@ -34,3 +34,11 @@ def test_list_shows_every_builtin_part_with_doc():
         assert e.summary, f"{e.kind} {e.name} has no docstring"
     r = run_cli("list", "genrator")
     assert r.returncode == 1 and "did you mean 'generator'" in r.stderr
+
+
+def test_resume_takes_an_optional_run_dir():
+    from imtrans.cli import _optional_value
+
+    assert _optional_value(["run", "r.toml", "--resume"], "--resume", "auto") == ["run", "r.toml", "--resume", "auto"]
+    assert _optional_value(["run", "r.toml", "--resume", "--no-progress"], "--resume", "auto")[3] == "auto"
+    assert _optional_value(["run", "r.toml", "--resume", "runs/x"], "--resume", "auto") == ["run", "r.toml", "--resume", "runs/x"]

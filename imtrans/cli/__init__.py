@@ -63,6 +63,16 @@ def _prescan(argv: list[str]) -> tuple[list[str], list[str]]:
     return [d for x in disable for d in x.split(",")], dirs
 
 
+def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
+    """Let ``--resume`` stand alone (``--resume [RUN_DIR]``): typer options always take a value."""
+    out = []
+    for i, a in enumerate(argv):
+        out.append(a)
+        if a == opt and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(default)
+    return out
+
+
 def _install_commands() -> None:
     from imtrans.cli import data, parts, train, translate, weights  # noqa: F401  (commands register on import)
 
@@ -86,7 +96,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     from imtrans import plugins
     from imtrans.errors import ImtransError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
     disable, dirs = _prescan(argv)
     plugins.configure(disable=disable, plugins_dirs=dirs)
     _install_commands()

@@ -16,7 +16,8 @@ def run(
     recipe: Path = typer.Argument(..., help="Recipe TOML file, e.g. recipes/quickstart.toml."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: --set train.epochs=3 (repeatable)."),
     resume: Optional[str] = typer.Option(
-        None, "--resume", help="Continue the run in this directory (or give --resume auto for the recipe's own).",
+        None, "--resume", metavar="[RUN_DIR]",
+        help="Continue exactly where training stopped: in RUN_DIR, or alone for the recipe's own run directory.",
         show_default=False,
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Same as --set train.seed=N."),
