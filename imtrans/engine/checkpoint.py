@@ -141,7 +141,10 @@ def save_checkpoint(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    old = dest.with_name(dest.name + ".old")
+    moved = False  # whether the previous `dest` was renamed to `.old` by this call
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a checkpoint should be as readable as any other output
         weights: dict[str, torch.Tensor] = {}
         for name, net in nets.items():
             for k, v in net.state_dict().items():
@@ -152,17 +155,22 @@ def save_checkpoint(
             tensors, skel = pack(state)
             _save_st(tensors, tmp / STATE, {"imtrans_state": json.dumps(skel)})
         _fsync_dir(tmp)
-        old = dest.with_name(dest.name + ".old")
         if dest.exists():
             if old.exists():
                 shutil.rmtree(old)
             os.rename(dest, old)
+            moved = True
         os.rename(tmp, dest)
         _fsync_dir(dest.parent)
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if moved and not dest.exists():
+            try:  # put the previous checkpoint back where readers look first
+                os.rename(old, dest)
+            except OSError:
+                pass  # it stays loadable as `.old` (resolve_checkpoint falls back to it)
         raise
     return dest
 
@@ -303,6 +311,14 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
         raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
     if spec.get("pretrained"):
         spec["pretrained"] = False  # the checkpoint carries the trained weights; never fetch again
-    net = registry.build_spec(kind, spec)
+    try:
+        net = registry.build_spec(kind, spec)
+    except CheckpointError:
+        raise
+    except ImtransError as e:
+        raise CheckpointError(
+            f"{path}: network '{net_name}' cannot be rebuilt from the checkpoint's metadata ({e}); "
+            "the file is corrupt, or it needs a plugin that is not installed"
+        ) from None
     load_into(net, load_weights(path, net_name), f"{path} ({net_name})")
     return net.eval()
