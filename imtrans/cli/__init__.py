@@ -27,6 +27,10 @@ app = typer.Typer(
 )
 
 
+#: the arguments main() was called with (commands that relaunch themselves under torchrun reuse them)
+ARGV: list[str] = []
+
+
 def _version_cb(value: bool) -> None:
     if value:
         typer.echo(f"imtrans {__version__}")
@@ -97,6 +101,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     from imtrans.errors import ImtransError
 
     argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
+    global ARGV
+    ARGV = list(argv)
     disable, dirs = _prescan(argv)
     plugins.configure(disable=disable, plugins_dirs=dirs)
     _install_commands()

@@ -29,8 +29,15 @@ def translate(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 on CPUs with AVX512-BF16/AMX, else fp32)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", help="Shard the inputs over N processes (torchrun)."),
 ) -> None:
     """Translate images with a trained generator; unreadable files are reported and skipped (exit 1)."""
+    from imtrans import cli
+    from imtrans.engine import distributed
+
+    if nproc is not None and distributed.env_info().world == 1:
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(cli.ARGV, "--nproc")))
+    dist_info = distributed.env_info()
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -48,7 +55,8 @@ def translate(
 
     if no_progress:
         report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
-                                    skip_existing=skip_existing, workers=workers, on_error=on_error)
+                                    skip_existing=skip_existing, workers=workers, on_error=on_error,
+                                    rank=dist_info.rank, world=dist_info.world)
     else:
         with Progress(
             TextColumn("[bold]translate"), BarColumn(), MofNCompleteColumn(),
@@ -65,9 +73,11 @@ def translate(
 
             report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
                                         skip_existing=skip_existing, workers=workers,
-                                        on_progress=on_progress, on_error=on_error)
+                                        on_progress=on_progress, on_error=on_error,
+                                        rank=dist_info.rank, world=dist_info.world)
 
-    table = Table(title="imtrans translate", show_header=True)
+    title = "imtrans translate" + (f" (rank {dist_info.rank} of {dist_info.world})" if dist_info.enabled else "")
+    table = Table(title=title, show_header=True)
     table.add_column("result")
     table.add_column("images", justify="right")
     table.add_row("[green]written[/]", str(len(report.ok)))

@@ -238,6 +238,8 @@ class Translator:
         workers: Optional[int] = None,
         on_progress: Optional[Callable[[int, int], None]] = None,
         on_error: Optional[Callable[[Path, str], None]] = None,
+        rank: int = 0,
+        world: int = 1,
     ) -> TranslateReport:
         """Translate files/folders/globs into ``out_dir``, keeping relative folders and stems.
 
@@ -246,6 +248,8 @@ class Translator:
         model; same-size images are batched.  Unreadable files are recorded in
         ``report.failed`` with the reason and the rest continue.
         ``on_progress(done, total)`` is called as files finish.
+        ``rank``/``world`` shard the inputs across processes (every ``world``-th file
+        from ``rank``), so each file is translated by exactly one process.
         Raises :class:`ImtransError` before any work when an output path would
         leave ``out_dir`` or the format is unknown.
         """
@@ -268,6 +272,9 @@ class Translator:
                 f"inputs {', '.join(names)} would all be written to '{clash[0]}'; give their folder instead, "
                 "or translate them separately"
             )
+        from imtrans.engine.distributed import shard
+
+        jobs = shard(jobs, rank, world)
         report = TranslateReport()
         t0 = time.perf_counter()
         todo = []
