@@ -156,3 +156,17 @@ def test_loader_does_not_consume_global_rng():
     after = torch.rand(1)
     torch.manual_seed(5)
     assert torch.equal(after, torch.rand(1))
+
+
+def test_epoch_sampler_shards_are_disjoint_and_interleave_like_a_bigger_batch():
+    from imtrans.data.unpaired import EpochSampler
+
+    full = EpochSampler(11, seed=3, epoch=2).order()
+    shards = [list(EpochSampler(11, seed=3, epoch=2, rank=r, world=2)) for r in range(2)]
+    assert all(len(s) == 5 for s in shards)
+    got = [i for _, i in shards[0]] + [i for _, i in shards[1]]
+    assert len(set(got)) == 10 and set(got) <= set(full)
+    # step k of a 2-process run sees the items of step k of one process with batch 2
+    assert [i for _, i in shards[0]] == full[0:10:2] and [i for _, i in shards[1]] == full[1:10:2]
+    resumed = EpochSampler(11, seed=3, epoch=2, rank=1, world=2, start=2)
+    assert list(resumed) == shards[1][2:]

@@ -127,11 +127,17 @@ class EpochSampler(Sampler):
     """Yields ``(epoch, i)`` for every item, shuffled as a function of ``(seed, epoch)``.
 
     ``start`` skips the first items of the epoch's order (resuming mid-epoch).
+    ``rank``/``world`` shard each epoch's order for distributed training: rank ``r``
+    takes every ``world``-th item from ``r`` (all ranks get the same count, the
+    remainder is dropped), so a step over all ranks sees the same items as one
+    process with a ``world`` times larger batch.  ``start`` counts within the shard.
     """
 
-    def __init__(self, n: int, seed: int = 0, epoch: int = 0, shuffle: bool = True, start: int = 0):
+    def __init__(self, n: int, seed: int = 0, epoch: int = 0, shuffle: bool = True, start: int = 0,
+                 rank: int = 0, world: int = 1):
         self.n, self.seed, self.shuffle = n, int(seed), shuffle
         self.epoch, self.start = int(epoch), int(start)
+        self.rank, self.world = int(rank), int(world)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Select the epoch (and optionally the position inside it) of the next iteration."""
@@ -146,13 +152,18 @@ class EpochSampler(Sampler):
         g.manual_seed(_mix(self.seed, self.epoch) & 0x7FFFFFFFFFFFFFFF)
         return torch.randperm(self.n, generator=g).tolist()
 
+    def shard(self) -> list[int]:
+        """This rank's part of the epoch's order."""
+        per_rank = self.n // self.world
+        return self.order()[self.rank::self.world][:per_rank]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        for i in self.order()[self.start:]:
+        for i in self.shard()[self.start:]:
             yield (epoch, i)
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start)
+        return max(0, self.n // self.world - self.start)
 
 
 def make_loader(
