@@ -26,10 +26,19 @@ def run(
     deterministic: bool = typer.Option(False, "--deterministic", help="Use deterministic algorithms (slower)."),
     skip_nonfinite: int = typer.Option(0, "--skip-nonfinite", help="Skip up to N batches whose loss is NaN/Inf."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", help="Train with N processes (DistributedDataParallel) through torchrun's launcher."
+    ),
 ) -> None:
     """Train from a recipe into runs/NAME (checkpoints, metrics.jsonl, samples, index.html)."""
+    from imtrans import cli
+    from imtrans.engine import distributed
     from imtrans.engine.trainer import Trainer
     from imtrans.recipe import load_recipe
+
+    if nproc is not None and distributed.env_info().world == 1:
+        load_recipe(recipe, list(set_))  # fail fast, once, before starting N processes
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(cli.ARGV, "--nproc")))
 
     overrides = list(set_)
     if seed is not None:
@@ -47,6 +56,8 @@ def run(
     trainer = Trainer(r, run_dir=run_dir, resume=resume is not None, progress=not no_progress,
                       console=err_console, skip_nonfinite=skip_nonfinite)
     res = trainer.fit()
+    if distributed.env_info().rank != 0:
+        return
     console.print(f"[green]{res.stopped}[/] after {res.steps} steps ({res.seconds:.1f} s): {res.run_dir}")
     for k, v in res.eval_after.items():
         before = res.eval_before.get(k)
