@@ -48,8 +48,8 @@ def broken_files() -> dict[str, bytes]:
     png = _png_bytes(_rgb(seed=1))
     jpg = _jpeg_bytes(_rgb(seed=2))
     return {
-        "truncated.png": png[: len(png) // 2],
-        "truncated.jpg": jpg[: len(jpg) // 3],
+        "truncated_png.png": png[: len(png) // 2],
+        "truncated_jpeg.jpg": jpg[: len(jpg) // 3],
         "zero_bytes.png": b"",
         "not_an_image.jpg": b"this is a text file, not a JPEG\n" * 20,
         "garbage_header.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,

@@ -6,9 +6,25 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from imtrans import hookimpl
+
+#: environment for CLI subprocesses: one torch thread (two spin-waiting threads crawl on shared CPUs)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Autouse in every fault test module that imports it: torch on one thread for the test, then restored.
+
+    On shared CPUs, OpenMP spin-waiting on two threads made the tiny training steps ~20x slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny_data(root: Path, name: str, **train: Any) -> dict[str, Any]:

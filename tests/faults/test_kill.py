@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import helpers
+from helpers import ONE_THREAD, one_torch_thread  # noqa: F401  (autouse fixture)
 import killer
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.lock import LOCK_NAME
@@ -80,7 +81,7 @@ def test_sigkill_at_many_instants_leaves_a_loadable_checkpoint(tmp_path):
     last = check_loadable(run)
     toml = helpers.write_toml(tmp_path / "tiny.toml", helpers.tiny_data(
         tmp_path, name, checkpoint_every=1, max_steps=last + 2, epochs=1000, epochs_decay=0))
-    r = run_cli("run", str(toml), "--resume", str(run), "--no-progress", timeout=120)
+    r = run_cli("run", str(toml), "--resume", str(run), "--no-progress", env=ONE_THREAD, timeout=120)
     assert r.returncode == 0, r.stderr
     assert check_loadable(run) == last + 2
     assert not (run / LOCK_NAME).exists()

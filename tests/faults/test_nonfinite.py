@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import helpers
+from helpers import ONE_THREAD, one_torch_thread  # noqa: F401  (autouse fixture)
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import NonFiniteLossError, Trainer
 from imtrans.recipe import recipe_from_dict

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import helpers
+from helpers import ONE_THREAD, one_torch_thread  # noqa: F401  (autouse fixture)
 import killer
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.lock import LOCK_NAME, RunLock
@@ -41,7 +42,7 @@ def test_sigterm_checkpoints_exits_0_second_run_refused_then_resume(tmp_path):
     run = tmp_path / name
     long = helpers.tiny_data(tmp_path, name, max_steps=100_000, epochs=1000, epochs_decay=0, checkpoint_every=2)
     toml = helpers.write_toml(tmp_path / "tiny.toml", long)
-    env = dict(os.environ, COLUMNS="200")
+    env = dict(os.environ, COLUMNS="200", **ONE_THREAD)
     a = subprocess.Popen([sys.executable, "-m", "imtrans", "run", str(toml), "--no-progress"], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -50,7 +51,7 @@ def test_sigterm_checkpoints_exits_0_second_run_refused_then_resume(tmp_path):
             assert a.poll() is None
             time.sleep(0.05)
         # a second process on the same run directory is refused, naming the owner's pid
-        b = run_cli("run", str(toml), "--resume", str(run), "--no-progress", timeout=120)
+        b = run_cli("run", str(toml), "--resume", str(run), "--no-progress", env=ONE_THREAD, timeout=120)
         assert b.returncode == 1 and "Traceback" not in b.stderr
         assert f"pid {a.pid}" in b.stderr and "in use" in b.stderr, b.stderr
         assert a.poll() is None  # the first one is untouched
@@ -70,7 +71,7 @@ def test_sigterm_checkpoints_exits_0_second_run_refused_then_resume(tmp_path):
     # --resume continues from there
     short = helpers.tiny_data(tmp_path, name, max_steps=st["step"] + 2, epochs=1000, epochs_decay=0)
     helpers.write_toml(toml, short)
-    r = run_cli("run", str(toml), "--resume", str(run), "--no-progress", timeout=120)
+    r = run_cli("run", str(toml), "--resume", str(run), "--no-progress", env=ONE_THREAD, timeout=120)
     assert r.returncode == 0, r.stderr
     assert ckpt.load_state(run)["step"] == st["step"] + 2
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import helpers
+from helpers import ONE_THREAD, one_torch_thread  # noqa: F401  (autouse fixture)
 from imtrans import registry
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import Trainer
@@ -235,7 +236,7 @@ def test_cli_resume_from_corrupt_checkpoint_is_one_line(tmp_path, trained):
     data = (d / ckpt.WEIGHTS).read_bytes()
     (d / ckpt.WEIGHTS).write_bytes(data[: len(data) // 2])
     toml = helpers.write_toml(tmp_path / "tiny.toml", helpers.tiny_data(tmp_path, "cli", max_steps=3))
-    r = run_cli("run", str(toml), "--resume", str(run), "--no-progress", timeout=120)
+    r = run_cli("run", str(toml), "--resume", str(run), "--no-progress", env=ONE_THREAD, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr
     lines = [l for l in r.stderr.splitlines() if l.strip()]
