@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import sys
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +35,14 @@ else:  # pragma: no cover
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf/nan never make sense in a recipe (lr = inf trains straight into NaN); refuse them at load time
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+#: how deeply recipe values may nest before loading refuses them (Python would hit its recursion limit)
+MAX_DEPTH = 32
+
+_Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class PartSpec(BaseModel):
@@ -55,7 +62,7 @@ class PartSpec(BaseModel):
 class LossSpec(PartSpec):
     """A loss term: a registered loss, its ``weight`` (default: the loss's own) and parameters."""
 
-    weight: Optional[float] = None
+    weight: Optional[float] = Field(None, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -84,7 +91,7 @@ class OptimConfig(_Strict):
     name: Literal["adam", "adamw"] = "adam"
     lr: float = Field(2e-4, gt=0)
     lr_d: Optional[float] = Field(None, gt=0, description="Discriminator learning rate; default `lr`.")
-    betas: tuple[float, float] = (0.5, 0.999)
+    betas: tuple[_Beta, _Beta] = (0.5, 0.999)
     weight_decay: float = Field(0.0, ge=0)
 
 
@@ -95,7 +102,7 @@ class TrainConfig(_Strict):
     lr_step_epochs: int = Field(50, ge=1, description="`step` policy: multiply the LR by 0.1 every N epochs.")
     steps_per_epoch: Optional[int] = Field(None, ge=1, description="Cap on steps per epoch (quick tries).")
     max_steps: Optional[int] = Field(None, ge=1, description="Stop after this many steps in total.")
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**62), le=2**62)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
@@ -112,6 +119,13 @@ class OutputConfig(_Strict):
     root: str = "runs"
     name: Optional[str] = Field(None, description="Run directory name; default: the recipe file's stem.")
     tensorboard: bool = False
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _inside_root(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (Path(v).is_absolute() or ".." in Path(v).parts or "\x00" in v):
+            raise ValueError("must be a name (or sub/path) inside output.root, without '..' or a leading '/'")
+        return v
 
 
 class Recipe(_Strict):
@@ -171,9 +185,25 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except OSError as e:
         raise RecipeError(f"recipe {path} cannot be read ({e.strerror}); check its permissions") from None
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: invalid TOML: {e}; fix the syntax there") from None
+    except RecursionError:
+        raise RecipeError(f"{path}: values are nested too deeply for a recipe; flatten them") from None
+    _check_depth(data, str(path))
+    return data
+
+
+def _check_depth(obj: Any, where: str, depth: int = 0) -> None:
+    """Refuse values nested deeper than :data:`MAX_DEPTH` (before anything recurses into them)."""
+    if depth > MAX_DEPTH:
+        raise RecipeError(f"{where}: values are nested more than {MAX_DEPTH} levels deep; flatten them")
+    if isinstance(obj, dict):
+        for v in obj.values():
+            _check_depth(v, where, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_depth(v, where, depth + 1)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +249,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except (tomllib.TOMLDecodeError, ValueError, TypeError, IndexError):
         value = raw  # a bare word: treat it as a string
+    except RecursionError:
+        raise RecipeError(f"--set {text[:60]!r}...: the value is nested too deeply; flatten it") from None
+    _check_depth(value, f"--set {text[:60]!r}")
     return [p.strip() for p in parts], value
 
 
@@ -334,6 +367,7 @@ def recipe_from_dict(
     origin = origin or {}
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a table of keys")
+    _check_depth(data, source)
     data = {k: v for k, v in data.items() if k != "extends"}
     try:
         recipe = Recipe.model_validate(data)
