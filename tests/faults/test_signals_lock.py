@@ -122,3 +122,26 @@ def test_stale_lock_is_taken_over_live_one_refused(tmp_path):
     (run / LOCK_NAME).write_text("1 some-other-host\n")
     with pytest.raises(ImtransError, match="on host some-other-host"):
         RunLock(run).acquire()
+
+
+def test_ctrl_c_to_the_process_group_with_dataloader_workers(tmp_path):
+    """Ctrl-C in a terminal signals the whole process group, DataLoader workers included."""
+    name = "pg"
+    run = tmp_path / name
+    d = helpers.tiny_data(tmp_path, name, max_steps=100_000, epochs=1000, epochs_decay=0, checkpoint_every=2)
+    d["data"]["workers"] = 2
+    toml = helpers.write_toml(tmp_path / "pg.toml", d)
+    env = dict(os.environ, COLUMNS="200", **ONE_THREAD)
+    p = subprocess.Popen([sys.executable, "-m", "imtrans", "run", str(toml), "--no-progress"], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for_train_line(run, lambda: p.poll() is None)
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert p.returncode == 0, err
+    assert "stopped by SIGINT" in out and "Traceback" not in err
+    assert ckpt.load_state(run)["step"] > 0
