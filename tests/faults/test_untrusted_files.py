@@ -102,7 +102,12 @@ def test_official_pth_with_code_is_refused_and_not_run(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("ckpt")
-    Trainer(recipe_from_dict(helpers.tiny_data(root, "src", max_steps=2, checkpoint_every=1)), progress=False).fit()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped: set up before the per-test one_torch_thread fixture
+    try:
+        Trainer(recipe_from_dict(helpers.tiny_data(root, "src", max_steps=2, checkpoint_every=1)), progress=False).fit()
+    finally:
+        torch.set_num_threads(before)
     return root / "src" / "checkpoints" / "latest"
 
 
