@@ -78,6 +78,15 @@ def wrap(net: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
 
 
+def broadcast_module(module: nn.Module, src: int = 0) -> None:
+    """Copy every parameter and buffer of ``module`` from rank ``src`` to all ranks."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src)
+
+
 def shard(items: list[Any], rank: int, world: int) -> list[Any]:
     """Every ``world``-th item starting at ``rank``: each item goes to exactly one rank."""
     return items[rank::world]

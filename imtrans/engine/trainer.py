@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from imtrans import registry
 from imtrans.engine import checkpoint as ckpt
+from imtrans.engine import distributed as D
 from imtrans.engine.lock import RunLock
 from imtrans.engine.report import MetricsLog, grid_image, save_png, truncate_metrics, write_index
 from imtrans.engine.runtime import resolve_device, resolve_precision, rng_state, seed_everything, set_rng_state
@@ -86,6 +87,8 @@ class Trainer:
         self.handle_signals = handle_signals
         self._stop_signal: Optional[str] = None
         self._saved_step: Optional[int] = None  # step of the last checkpoint on disk (named in NaN errors)
+        self.dist = D.DistInfo()
+        self._log: Any = None
 
     # ------------------------------------------------------------------ set-up
     def _build_data(self, augment) -> tuple[Any, Any, dict[str, Any]]:
@@ -108,7 +111,13 @@ class Trainer:
         bs = self.recipe.data.batch_size
         if len(ds) < bs:
             raise ImtransError(f"the data has {len(ds)} images, fewer than data.batch_size = {bs}; lower data.batch_size")
-        sampler = EpochSampler(len(ds), seed=t.seed, epoch=0, shuffle=True)
+        sampler = EpochSampler(len(ds), seed=t.seed, epoch=0, shuffle=True,
+                               rank=self.dist.rank, world=self.dist.world)
+        if len(sampler) < bs:
+            raise ImtransError(
+                f"the data has {len(ds)} images: {len(sampler)} per process for {self.dist.world} processes, "
+                f"fewer than data.batch_size = {bs}; lower data.batch_size or use fewer processes"
+            )
         workers = self.recipe.data.workers
         loader = DataLoader(
             ds, batch_size=bs, sampler=sampler, num_workers=workers, drop_last=True,
@@ -171,9 +180,35 @@ class Trainer:
             st["scaler"] = scheme.precision.scaler.state_dict()
         return st
 
-    def save(self, scheme, step: int, epoch: int, step_in_epoch: int, snapshot: Optional[str] = None) -> Path:
-        meta = self._meta(scheme, step, epoch)
+    def _gather_ranks(self, scheme, step: int, state: dict[str, Any]) -> None:
+        """Distributed: every rank's RNG streams and pools into ``state``; check the replicas agree."""
+        sums = {}
+        with torch.no_grad():
+            for name, net in scheme.networks().items():
+                ps = [p.detach().double() for p in net.parameters()]
+                sums[name] = (float(sum(p.abs().sum() for p in ps)), float(sum((p * p).sum() for p in ps)))
+        mine = {"rng": rng_state(), "scheme": _to_cpu(scheme.extra_state()), "sums": sums}
+        ranks = D.gather_objects(mine)
+        identical = all(r["sums"] == ranks[0]["sums"] for r in ranks)
+        if self.dist.is_main and self._log is not None:
+            self._log.write({"kind": "replicas", "step": step, "world": self.dist.world, "identical": identical})
+        if not identical:
+            raise ImtransError(
+                f"the {self.dist.world} processes no longer hold identical weights at step {step}; the run stopped "
+                "so that no diverged checkpoint is written — report this with the recipe"
+            )
+        state["ranks"] = [{"rng": r["rng"], "scheme": r["scheme"]} for r in ranks]
+
+    def save(self, scheme, step: int, epoch: int, step_in_epoch: int, snapshot: Optional[str] = None) -> Optional[Path]:
+        if self._saved_step == step and not snapshot:
+            return None  # already on disk (e.g. the epoch end was also the last step)
         state = self._state(scheme, step, epoch, step_in_epoch)
+        if self.dist.enabled:
+            self._gather_ranks(scheme, step, state)  # a collective: every rank takes part
+            if not self.dist.is_main:
+                self._saved_step = step
+                return None
+        meta = self._meta(scheme, step, epoch)
         cdir = self.run_dir / "checkpoints"
         try:
             path = ckpt.save_checkpoint(cdir / "latest", scheme.networks(), meta, state)
@@ -221,10 +256,17 @@ class Trainer:
             o.load_state_dict(st["optimizers"][k])
         for k, s in scheme.schedulers().items():
             s.load_state_dict(st["schedulers"][k])
-        scheme.load_extra_state(st.get("scheme", {}))
+        mine = st
+        ranks = st.get("ranks") or []
+        if self.dist.rank < len(ranks):
+            mine = ranks[self.dist.rank]  # this rank's own pools and random streams
+        elif self.dist.rank > 0:
+            mine = {}  # a rank the checkpoint did not have: fresh pools, its own seeded streams
+        scheme.load_extra_state(mine.get("scheme", {}))
         if "scaler" in st and scheme.precision.scaler is not None:
             scheme.precision.scaler.load_state_dict(st["scaler"])
-        set_rng_state(st["rng"])
+        if "rng" in mine:
+            set_rng_state(mine["rng"])
         return st
 
     @torch.no_grad()
@@ -239,7 +281,7 @@ class Trainer:
         out: dict[str, float] = {}
         for side, direction in (("test_a", "a2b"), ("test_b", "b2a")):
             dom = domains.get(side)
-            if dom is None or not hasattr(dom, "target"):
+            if dom is None or not hasattr(dom, "target") or direction not in scheme.translators:
                 continue
             n = min(len(dom), self.recipe.train.eval_images)
             net = scheme.translator(direction)
@@ -259,6 +301,17 @@ class Trainer:
             out[f"copy_l1_{direction}"] = float(torch.cat(copy).mean())
         return out
 
+    def _should_stop(self, step: int) -> bool:
+        """Stop after a signal; distributed ranks agree at log steps so they stop at the same step."""
+        if not self.dist.enabled:
+            return self._stop_signal is not None
+        if step % self.recipe.train.log_every:
+            return False
+        flag = D.all_mean(torch.tensor([1.0 if self._stop_signal else 0.0], device=self.device))
+        if float(flag) > 0 and not self._stop_signal:
+            self._stop_signal = "a signal to another rank"
+        return float(flag) > 0
+
     def _on_signal(self, signum, frame) -> None:  # pragma: no cover - exercised by fault tests
         self._stop_signal = signal.Signals(signum).name
 
@@ -266,9 +319,13 @@ class Trainer:
     def fit(self) -> TrainResult:
         r = self.recipe
         t = r.train
-        self.device = resolve_device(t.device)
+        self.dist, ddp_device = D.init(t.device)
+        self.device = ddp_device or resolve_device(t.device)
         precision_mode = resolve_precision(t.precision, self.device)
-        seed_everything(t.seed, t.deterministic)
+        # each rank its own random streams (augmentation, pools); DDP gives every rank rank 0's weights
+        seed_everything(t.seed + self.dist.rank, t.deterministic)
+        if not self.dist.is_main:
+            return self._fit(precision_mode)  # rank 0 alone checks, locks and writes the run directory
         run_dir = self.run_dir
         latest = run_dir / "checkpoints" / "latest"
         has_ckpt = (latest / ckpt.WEIGHTS).exists() or (run_dir / "checkpoints" / "latest.old" / ckpt.WEIGHTS).exists()
@@ -288,12 +345,14 @@ class Trainer:
         from imtrans.schemes.base import Precision
 
         r, t, run_dir, device = self.recipe, self.recipe.train, self.run_dir, self.device
-        ckpt.remove_stale_temp(run_dir / "checkpoints")  # left by a writer that was killed; we hold the lock
-        ckpt.atomic_write_text(run_dir / "recipe.resolved.toml", r.to_toml())
+        main = self.dist.is_main
+        if main:
+            ckpt.remove_stale_temp(run_dir / "checkpoints")  # left by a writer that was killed; we hold the lock
+            ckpt.atomic_write_text(run_dir / "recipe.resolved.toml", r.to_toml())
 
         augment = registry.build_spec("augmentation", r.data.augment.as_dict()).to(device).train()
         ds, loader, domains = self._build_data(augment)
-        steps_per_epoch = len(ds) // r.data.batch_size
+        steps_per_epoch = len(loader.sampler) // r.data.batch_size
         if t.steps_per_epoch:
             steps_per_epoch = min(steps_per_epoch, t.steps_per_epoch)
         n_epochs = t.epochs + t.epochs_decay
@@ -305,11 +364,16 @@ class Trainer:
         prec = Precision(precision_mode, device)
         prec.check_finite = self.skip_nonfinite > 0
         scheme.configure(prec)
+        if self.dist.enabled:
+            scheme.distribute(lambda net: D.wrap(net, device), self.dist.rank)
         first = next(iter(DataLoader(ds, batch_size=r.data.batch_size, sampler=[(0, i) for i in range(r.data.batch_size)])))
         scheme.setup({k: augment(to_model_range(first[k], device)) for k in ("a", "b")})
+        if self.dist.enabled:
+            D.broadcast_module(scheme)  # parameters created lazily in setup (e.g. loss heads) start equal
         if t.compile:
-            for name, net in scheme.networks().items():
-                scheme.nets[name] = torch.compile(net)  # type: ignore[assignment]
+            # compile what the step calls; the plain modules stay in scheme.nets for checkpoints
+            for name in scheme.nets:
+                scheme._wrapped[name] = torch.compile(scheme.run(name))
 
         step, epoch, step_in_epoch = 0, 0, 0
         metrics_path = run_dir / "metrics.jsonl"
@@ -317,25 +381,24 @@ class Trainer:
             st = self._resume_from(scheme, run_dir)
             step, epoch, step_in_epoch = int(st["step"]), int(st["epoch"]), int(st["step_in_epoch"])
             self._saved_step = step
-            truncate_metrics(metrics_path, step)
-        log = MetricsLog(metrics_path)
-        tb = self._tensorboard()
+            if main:
+                truncate_metrics(metrics_path, step)
+        log = MetricsLog(metrics_path) if main else _NullLog()
+        self._log = log
+        tb = self._tensorboard() if main else None
 
         n_samples = 4
         sample_a = self._fixed_batch(domains.get("test_a") or domains["a"], augment, n_samples)
         sample_b = self._fixed_batch(domains.get("test_b") or domains["b"], augment, n_samples)
-        eval_before = self.evaluate(scheme, domains, augment) if step == 0 else {}
+        eval_before = self.evaluate(scheme, domains, augment) if step == 0 and main else {}
         if eval_before:
             log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": eval_before})
 
         def sample(tag: str) -> None:
-            if sample_a is None or sample_b is None:
+            if not main or sample_a is None or sample_b is None:
                 return
             n = min(sample_a.shape[0], sample_b.shape[0])
-            if sample_a.shape[-2:] != sample_b.shape[-2:]:
-                rows = scheme.sample_rows(sample_a[:n], sample_b[:n])
-            else:
-                rows = scheme.sample_rows(sample_a[:n], sample_b[:n])
+            rows = scheme.sample_rows(sample_a[:n], sample_b[:n])
             save_png(grid_image(rows), run_dir / "samples" / f"{tag}.png")
             write_index(run_dir, f"imtrans run: {run_dir.name}")
 
@@ -369,7 +432,7 @@ class Trainer:
                            "files": {s: v[:50] for s, v in files.items()}})
                 logged_skips = n
 
-        progress = self._make_progress(total, step)
+        progress = self._make_progress(total, step) if main else None
         try:
             while step < total and epoch < n_epochs:
                 loader.sampler.set_epoch(epoch, start=step_in_epoch * r.data.batch_size)  # type: ignore[attr-defined]
@@ -415,14 +478,14 @@ class Trainer:
                         progress.update(self._task, completed=step, epoch=f"{epoch + 1}/{n_epochs}")
                     if t.sample_every and step % t.sample_every == 0:
                         sample(f"step_{step:07d}")
-                    if t.eval_every and step % t.eval_every == 0:
+                    if t.eval_every and step % t.eval_every == 0 and main:
                         ev = self.evaluate(scheme, domains, augment)
                         if ev:
                             log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": ev})
                     if t.checkpoint_every and step % t.checkpoint_every == 0:
                         self._check_window(window, step)
                         self.save(scheme, step, epoch, step_in_epoch)
-                    if self._stop_signal:
+                    if self._should_stop(step):
                         break
                 if self._stop_signal:
                     self._check_window(window, step)
@@ -440,7 +503,7 @@ class Trainer:
                     snap = f"epoch_{epoch:04d}" if t.save_every_epochs and epoch % t.save_every_epochs == 0 else None
                     if not t.checkpoint_every or snap or step >= total:
                         self.save(scheme, step, epoch, step_in_epoch, snapshot=snap)
-                    if not t.eval_every:
+                    if not t.eval_every and main:
                         ev = self.evaluate(scheme, domains, augment)
                         if ev:
                             log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": ev})
@@ -461,12 +524,14 @@ class Trainer:
             log.close()
             if tb:
                 tb.close()
-        eval_after = self.evaluate(scheme, domains, augment)
+        eval_after = self.evaluate(scheme, domains, augment) if main else {}
+        D.barrier()
         if eval_after:
             log2 = MetricsLog(metrics_path)
             log2.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": eval_after, "final": True})
             log2.close()
-        write_index(run_dir, f"imtrans run: {run_dir.name}")
+        if main:
+            write_index(run_dir, f"imtrans run: {run_dir.name}")
         return TrainResult(run_dir, step, epoch, time.perf_counter() - t0, eval_before, eval_after, stopped,
                            skipped_images=getattr(ds, "skipped", 0))
 
@@ -490,7 +555,10 @@ class Trainer:
     def _log_window(self, window, step: int, epoch: int, scheme, ips: float) -> dict[str, Any]:
         self._check_window(window, step)
         keys = list(window[0]) if window else []
-        means = torch.stack([torch.stack([w[k].float() for k in keys]) for w in window]).mean(0).tolist() if window else []
+        means = torch.stack([torch.stack([w[k].float() for k in keys]) for w in window]).mean(0) if window else torch.zeros(0)
+        if self.dist.enabled and window:
+            means = D.all_mean(means)  # logged losses are the mean over ranks
+        means = means.tolist()
         return {
             "kind": "train",
             "step": step,
@@ -551,3 +619,23 @@ class _SpeedColumn:
                 return Text(f"{task.speed:.2f} it/s" if task.speed else "- it/s")
 
         return Col()
+
+
+class _NullLog:
+    """The metrics log of ranks other than 0: they write nothing."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _to_cpu(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj

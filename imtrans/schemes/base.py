@@ -174,6 +174,20 @@ class Scheme(nn.Module):
             if inner is not net:  # SyncBatchNorm conversion made a new module: keep them one
                 self.nets[k] = inner
 
+    def sync_grads(self, params) -> None:
+        """Average the gradients of parameters that no DDP wrapper owns (e.g. a loss's own head)."""
+        if not self._wrapped:
+            return
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        world = dist.get_world_size()
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= world
+
     def run(self, name: str) -> nn.Module:
         """The network to call when its gradients must be synchronised (the DDP wrapper, if any)."""
         return self._wrapped.get(name) or self.nets[name]

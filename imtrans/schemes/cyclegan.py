@@ -169,6 +169,7 @@ class CycleGAN(Scheme):
                 L[key] = self.extra_w[key] * (f(real_a, fake_b, self.nets["G"]) + f(real_b, fake_a, self.nets["F"]))
             loss_g = sum(L.values())
         amp.backward(loss_g)
+        self.sync_grads(self.extra.parameters())
         amp.step(opt_g)
         set_requires_grad([D_A, D_B], True)
 
