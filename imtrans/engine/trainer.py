@@ -503,7 +503,7 @@ class Trainer:
                     snap = f"epoch_{epoch:04d}" if t.save_every_epochs and epoch % t.save_every_epochs == 0 else None
                     if not t.checkpoint_every or snap or step >= total:
                         self.save(scheme, step, epoch, step_in_epoch, snapshot=snap)
-                    if not t.eval_every and main:
+                    if not t.eval_every and main and step < total:  # the last one is the final evaluation
                         ev = self.evaluate(scheme, domains, augment)
                         if ev:
                             log.write({"kind": "eval", "step": step, "epoch": epoch, "metrics": ev})
