@@ -118,7 +118,8 @@ class Trainer:
                 f"the data has {len(ds)} images: {len(sampler)} per process for {self.dist.world} processes, "
                 f"fewer than data.batch_size = {bs}; lower data.batch_size or use fewer processes"
             )
-        workers = self.recipe.data.workers
+        # more decode processes than cores only makes them fight the training threads for CPU
+        workers = min(self.recipe.data.workers, os.cpu_count() or 1)
         loader = DataLoader(
             ds, batch_size=bs, sampler=sampler, num_workers=workers, drop_last=True,
             pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
