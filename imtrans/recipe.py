@@ -207,10 +207,15 @@ def _check_depth(obj: Any, where: str, depth: int = 0) -> None:
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: tables merge key by key, everything else replaces."""
+    """``over`` on top of ``base``: tables merge key by key, everything else replaces.
+
+    A part table that names a *different* part replaces the base's table whole: the old
+    part's parameters mean nothing to the new one.
+    """
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        swapped = isinstance(v, dict) and isinstance(out.get(k), dict) and "name" in v and v["name"] != out[k].get("name", v["name"])
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not swapped:
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)

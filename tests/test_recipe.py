@@ -125,3 +125,10 @@ def test_every_recipe_key_is_documented():
     for model in (Recipe, DataConfig, OptimConfig, OutputConfig, TrainConfig):
         for field in model.model_fields:
             assert f"`{field}`" in doc, f"{model.__name__}.{field} is missing from docs/recipes.md"
+
+
+def test_extends_swapping_a_part_replaces_its_table(tmp_path):
+    write(tmp_path, "base.toml", BASE)
+    child = write(tmp_path, "child.toml", 'extends = "base.toml"\n[model.generator]\nname = "unet"\nnum_downs = 6\n')
+    r = load_recipe(child)
+    assert r.model.generator.name == "unet" and r.model.generator.params == {"num_downs": 6}
