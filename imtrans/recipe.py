@@ -314,10 +314,15 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None
     return None
 
 
-def _where(source: str, key: str, origin: dict[str, str]) -> str:
+def _where(source: str, key: str, origin: dict[str, str], children: bool = True) -> str:
+    """Where a key's value came from: the ``--set`` that wrote it (or a parent table), else the file."""
     for okey, text in origin.items():
-        if key == okey or key.startswith(okey + ".") or okey.startswith(key + "."):
+        if key == okey or key.startswith(okey + "."):
             return f"--set {text}"
+    if children:  # a table whose error may come from an override of one of its keys
+        for okey, text in origin.items():
+            if okey.startswith(key + "."):
+                return f"--set {text}"
     return f"{source}: {key}" if key else source
 
 
@@ -349,9 +354,12 @@ def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None
             return
         params = {k: v for k, v in spec.params.items() if k not in drop}
         reg = get_registry(kind)
-        where = _where(source, key, origin)
+        where = _where(source, f"{key}.name", origin, children=False)
         try:
-            reg.get(spec.name)
+            entry = reg.get(spec.name)
+            unknown = [p for p in params if p not in entry.params.model_fields]
+            # name the override (or file key) that brought the first parameter the part does not know
+            where = _where(source, f"{key}.{unknown[0]}" if unknown else key, origin, children=not unknown)
             reg.validate(spec.name, params, where=f"{kind} '{spec.name}'")
         except ImtransError as e:
             raise RecipeError(f"{where}: {e}") from None

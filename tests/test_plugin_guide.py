@@ -31,7 +31,7 @@ TITLE = re.compile(r'title="([^"]+)"')
 COMMAND_BLOCKS = ("install", "train", "test")
 TINY_RUN = [
     "data.a.count=4", "data.a.size=32", "data.b.count=4", "data.b.size=32",
-    "model.generator.ngf=8", "model.generator.n_blocks=2", "model.discriminator.ndf=8",
+    'model.generator={name="resnet", ngf=8, n_blocks=2}', "model.discriminator.ndf=8",
     "data.workers=0", "train.max_steps=2", "train.sample_every=0", "train.eval_images=2",
 ]
 

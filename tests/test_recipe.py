@@ -132,3 +132,11 @@ def test_extends_swapping_a_part_replaces_its_table(tmp_path):
     child = write(tmp_path, "child.toml", 'extends = "base.toml"\n[model.generator]\nname = "unet"\nnum_downs = 6\n')
     r = load_recipe(child)
     assert r.model.generator.name == "unet" and r.model.generator.params == {"num_downs": 6}
+
+
+def test_part_error_names_the_key_that_brought_the_bad_parameter(tmp_path):
+    p = write(tmp_path, "r.toml", BASE.replace("ngf = 64\n", "ngf = 64\nnum_downs = 7\n"))
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p, ["model.generator.ngf=8"])  # a valid override of the same table
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: model.generator.num_downs:") and "'num_downs'" in msg

@@ -73,7 +73,7 @@ def test_textures_as_domain_b_in_a_recipe(tmp_path, textures_plugin):
     r = load_recipe(ROOT / "recipes" / "quickstart.toml", [
         "data.a.count=4", "data.a.size=32",
         'data.b={name="textures", pattern="waves", count=4, size=32}',
-        "model.generator.ngf=8", "model.generator.n_blocks=2",
+        'model.generator={name="resnet", ngf=8, n_blocks=2}',
         "model.discriminator.ndf=8",
         "data.workers=0", "train.max_steps=2", "train.sample_every=0", "train.eval_images=2",
         f"output.root={json.dumps(str(tmp_path))}",

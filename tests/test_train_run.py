@@ -105,7 +105,7 @@ def test_missing_dataset_names_download_command(tmp_path):
 def test_quickstart_ground_truth_error_falls(tmp_path):
     """A short slice of the quickstart already moves G towards the ground truth."""
     r = load_recipe(ROOT / "recipes" / "quickstart.toml",
-                    ["train.max_steps=80", "train.precision=fp32", f"output.root={tmp_path}",
+                    ["train.max_steps=200", "train.precision=fp32", f"output.root={tmp_path}",
                      "data.workers=0", "train.eval_images=16"])
     res = Trainer(r, progress=False).fit()
     before, after = res.eval_before["gt_l1_a2b"], res.eval_after["gt_l1_a2b"]
