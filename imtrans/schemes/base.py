@@ -190,7 +190,8 @@ class Scheme(nn.Module):
 
     def run(self, name: str) -> nn.Module:
         """The network to call when its gradients must be synchronised (the DDP wrapper, if any)."""
-        return self._wrapped.get(name) or self.nets[name]
+        w = self._wrapped.get(name)  # no `or`: a compiled module refuses truth tests (len())
+        return w if w is not None else self.nets[name]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self._optimizers
