@@ -110,3 +110,23 @@ def test_quickstart_ground_truth_error_falls(tmp_path):
     res = Trainer(r, progress=False).fit()
     before, after = res.eval_before["gt_l1_a2b"], res.eval_after["gt_l1_a2b"]
     assert after < 0.85 * before, (before, after)
+
+
+def test_mixed_aspect_batches_give_a_clear_error(tmp_path):
+    from PIL import Image
+
+    for side, sizes in (("A", [(40, 32), (32, 48)]), ("B", [(40, 40), (40, 40)])):
+        d = tmp_path / "data" / f"train{side}"
+        d.mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            Image.new("RGB", (w, h), (i * 90, 40, 40)).save(d / f"{i}.png")
+    r = recipe_from_dict({
+        "data": {"root": str(tmp_path / "data"), "batch_size": 2, "workers": 0,
+                 "augment": {"name": "scale_width", "load_size": 32, "crop_size": 16}},
+        "model": {"generator": {"name": "resnet", "ngf": 4, "n_blocks": 1},
+                  "discriminator": {"name": "patchgan", "ndf": 4, "n_layers": 1}},
+        "train": {"precision": "fp32", "max_steps": 1},
+        "output": {"root": str(tmp_path / "runs"), "name": "mixed"},
+    })
+    with pytest.raises(ImtransError, match="data.batch_size = 1"):
+        Trainer(r, progress=False).fit()

@@ -130,6 +130,18 @@ class Trainer:
         )
         return ds, loader, domains
 
+    def _next_batch(self, it):
+        try:
+            return next(it)
+        except RuntimeError as e:
+            if "stack expects each tensor to be equal size" not in str(e):
+                raise
+            raise ImtransError(
+                f"images of different sizes cannot share a batch after data.augment "
+                f"'{self.recipe.data.augment.name}' (it keeps aspect ratios); set data.batch_size = 1 "
+                "or use a cropping preset such as resize_and_crop or scale_width_and_crop"
+            ) from None
+
     def _fixed_batch(self, domain, augment, n: int) -> Optional[torch.Tensor]:
         from imtrans.augment import to_model_range
 
@@ -367,7 +379,8 @@ class Trainer:
         scheme.configure(prec)
         if self.dist.enabled:
             scheme.distribute(lambda net: D.wrap(net, device), self.dist.rank)
-        first = next(iter(DataLoader(ds, batch_size=r.data.batch_size, sampler=[(0, i) for i in range(r.data.batch_size)])))
+        first = self._next_batch(iter(DataLoader(ds, batch_size=r.data.batch_size,
+                                                 sampler=[(0, i) for i in range(r.data.batch_size)])))
         scheme.setup({k: augment(to_model_range(first[k], device)) for k in ("a", "b")})
         if self.dist.enabled:
             D.broadcast_module(scheme)  # parameters created lazily in setup (e.g. loss heads) start equal
@@ -440,7 +453,7 @@ class Trainer:
                 it = iter(loader)
                 while step_in_epoch < steps_per_epoch and step < total:
                     try:
-                        batch = next(it)
+                        batch = self._next_batch(it)
                     except StopIteration:
                         break
                     a = augment(to_model_range(batch["a"], device))
