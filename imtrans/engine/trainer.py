@@ -86,6 +86,7 @@ class Trainer:
         self.skip_nonfinite = skip_nonfinite
         self.handle_signals = handle_signals
         self._stop_signal: Optional[str] = None
+        self._stopping = False
         self._saved_step: Optional[int] = None  # step of the last checkpoint on disk (named in NaN errors)
         self.dist = D.DistInfo()
         self._log: Any = None
@@ -317,13 +318,15 @@ class Trainer:
     def _should_stop(self, step: int) -> bool:
         """Stop after a signal; distributed ranks agree at log steps so they stop at the same step."""
         if not self.dist.enabled:
-            return self._stop_signal is not None
+            self._stopping = self._stop_signal is not None
+            return self._stopping
         if step % self.recipe.train.log_every:
             return False
         flag = D.all_mean(torch.tensor([1.0 if self._stop_signal else 0.0], device=self.device))
         if float(flag) > 0 and not self._stop_signal:
             self._stop_signal = "a signal to another rank"
-        return float(flag) > 0
+        self._stopping = float(flag) > 0
+        return self._stopping
 
     def _on_signal(self, signum, frame) -> None:  # pragma: no cover - exercised by fault tests
         self._stop_signal = signal.Signals(signum).name
@@ -501,7 +504,7 @@ class Trainer:
                         self.save(scheme, step, epoch, step_in_epoch)
                     if self._should_stop(step):
                         break
-                if self._stop_signal:
+                if self._stopping:  # agreed by every rank (see _should_stop)
                     self._check_window(window, step)
                     log_skipped_images()
                     self.save(scheme, step, epoch, step_in_epoch)
