@@ -121,6 +121,33 @@ def run_one(size: int, precision: str, impl: str, iters: int, warmup: int, devic
     }
 
 
+def interleaved(size: int, reps: int, device_name: str) -> None:
+    """Naive and imtrans fp32 steps alternating in one process on the same networks (no process variance)."""
+    import torch
+
+    from imtrans import registry
+    from imtrans.engine.runtime import resolve_device
+
+    device = resolve_device(device_name)
+    r = official_recipe(size, "fp32", device_name)
+    torch.manual_seed(0)
+    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r).to(device)
+    a = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    b = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    scheme.setup({"a": a, "b": b})
+    steps = {"naive": naive_step_factory(scheme), "imtrans": lambda x, y: scheme.train_step({"a": x, "b": y})}
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(reps + 1):  # the first round warms up
+        for name, step in steps.items():
+            sync(device)
+            t0 = time.perf_counter()
+            step(a, b)
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    for name, ts in times.items():
+        print(f"interleaved {size}px {name:>7} fp32: " + " ".join(f"{t:.3f}" for t in ts[1:]) + " s/iter")
+
+
 def matmul(dtype_name: str, device_name: str, n: int = 4096, reps: int = 3) -> dict:
     import torch
 
@@ -156,11 +183,16 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-naive", action="store_true", help="Skip the naive fp32 reference.")
     ap.add_argument("--json", type=Path, help="Also write the results here.")
+    ap.add_argument("--interleaved", type=int, metavar="SIZE",
+                    help="Alternate naive and imtrans fp32 steps in one process at SIZE px instead.")
     ap.add_argument("--one", nargs=3, metavar=("SIZE", "PRECISION", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--matmul", metavar="DTYPE", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         print(json.dumps(run_one(int(a.one[0]), a.one[1], a.one[2], a.iters, a.warmup, a.device)))
+        return
+    if a.interleaved:
+        interleaved(a.interleaved, a.iters, a.device)
         return
     if a.matmul:
         print(json.dumps(matmul(a.matmul, a.device)))
