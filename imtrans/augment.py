@@ -138,14 +138,18 @@ def _check_sizes(**sizes: int) -> None:
             raise ImtransError(f"{k} must be a positive number of pixels, got {v}")
 
 
+def _check_crop(load_size: int, crop_size: int) -> None:
+    _check_sizes(load_size=load_size, crop_size=crop_size)
+    if crop_size > load_size:
+        raise ImtransError(f"crop_size {crop_size} is larger than load_size {load_size}; make crop_size <= load_size")
+
+
 class ResizeAndCrop(Augment):
     """Resize to load_size x load_size, then random crop crop_size and random flip (official default)."""
 
     def __init__(self, load_size: int = 286, crop_size: int = 256, flip: bool = True, color_jitter: float = 0.0):
         super().__init__(flip, color_jitter)
-        _check_sizes(load_size=load_size, crop_size=crop_size)
-        if crop_size > load_size:
-            raise ImtransError(f"crop_size {crop_size} is larger than load_size {load_size}; make crop_size <= load_size")
+        _check_crop(load_size, crop_size)
         self.load_size, self.crop_size = load_size, crop_size
 
     def resize(self, img: Image.Image) -> Image.Image:
@@ -185,9 +189,7 @@ class ScaleWidthAndCrop(Augment):
 
     def __init__(self, load_size: int = 286, crop_size: int = 256, flip: bool = True, color_jitter: float = 0.0):
         super().__init__(flip, color_jitter)
-        _check_sizes(load_size=load_size, crop_size=crop_size)
-        if crop_size > load_size:
-            raise ImtransError(f"crop_size {crop_size} is larger than load_size {load_size}; make crop_size <= load_size")
+        _check_crop(load_size, crop_size)
         self.load_size, self.crop_size = load_size, crop_size
 
     def resize(self, img: Image.Image) -> Image.Image:

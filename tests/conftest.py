@@ -51,3 +51,25 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeou
         e.update(env)
     return subprocess.run([sys.executable, "-m", "imtrans", *args], capture_output=True, text=True,
                           env=e, cwd=cwd or ROOT, timeout=timeout)
+
+
+def tiny_recipe_data(root: Path, name: str, **train) -> dict:
+    """A tiny synthetic-data CycleGAN recipe (32 px crops of 40 px, batch 2, workers 0) as a dict."""
+    return {
+        "description": "test",
+        "data": {
+            "a": {"name": "synthetic", "task": "stripes", "side": "a", "count": 12, "size": 40},
+            "b": {"name": "synthetic", "task": "stripes", "side": "b", "count": 10, "size": 40},
+            "augment": {"name": "resize_and_crop", "load_size": 40, "crop_size": 32, "flip": True},
+            "batch_size": 2,
+            "workers": 0,
+        },
+        "model": {
+            "generator": {"name": "resnet", "ngf": 4, "n_blocks": 1},
+            "discriminator": {"name": "patchgan", "ndf": 4, "n_layers": 1},
+        },
+        "scheme": {"name": "cyclegan", "pool_size": 3},
+        "train": {"precision": "fp32", "epochs": 1, "epochs_decay": 2, "steps_per_epoch": 3, "log_every": 1,
+                  "eval_images": 4, **train},
+        "output": {"root": str(root), "name": name},
+    }

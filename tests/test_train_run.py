@@ -10,29 +10,11 @@ from imtrans.engine.trainer import Trainer
 from imtrans.errors import ImtransError
 from imtrans.recipe import load_recipe, recipe_from_dict
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, tiny_recipe_data
 
 
 def tiny_recipe(tmp_path, name, **train):
-    data = {
-        "description": "test",
-        "data": {
-            "a": {"name": "synthetic", "task": "stripes", "side": "a", "count": 12, "size": 40},
-            "b": {"name": "synthetic", "task": "stripes", "side": "b", "count": 10, "size": 40},
-            "augment": {"name": "resize_and_crop", "load_size": 40, "crop_size": 32, "flip": True},
-            "batch_size": 2,
-            "workers": 0,
-        },
-        "model": {
-            "generator": {"name": "resnet", "ngf": 4, "n_blocks": 1},
-            "discriminator": {"name": "patchgan", "ndf": 4, "n_layers": 1},
-        },
-        "scheme": {"name": "cyclegan", "pool_size": 3},
-        "train": {"precision": "fp32", "epochs": 1, "epochs_decay": 2, "steps_per_epoch": 3, "log_every": 1,
-                  "sample_every": 2, "save_every_epochs": 1, "eval_images": 4, **train},
-        "output": {"root": str(tmp_path), "name": name},
-    }
-    return recipe_from_dict(data)
+    return recipe_from_dict(tiny_recipe_data(tmp_path, name, **{"sample_every": 2, "save_every_epochs": 1, **train}))
 
 
 def weights(run_dir):

@@ -28,25 +28,10 @@ def one_torch_thread():
 
 
 def tiny_data(root: Path, name: str, **train: Any) -> dict[str, Any]:
-    """The tiny synthetic CycleGAN of tests/test_train_run.py as a recipe dict (32 px, workers 0)."""
-    return {
-        "description": "fault test",
-        "data": {
-            "a": {"name": "synthetic", "task": "stripes", "side": "a", "count": 12, "size": 40},
-            "b": {"name": "synthetic", "task": "stripes", "side": "b", "count": 10, "size": 40},
-            "augment": {"name": "resize_and_crop", "load_size": 40, "crop_size": 32, "flip": True},
-            "batch_size": 2,
-            "workers": 0,
-        },
-        "model": {
-            "generator": {"name": "resnet", "ngf": 4, "n_blocks": 1},
-            "discriminator": {"name": "patchgan", "ndf": 4, "n_layers": 1},
-        },
-        "scheme": {"name": "cyclegan", "pool_size": 3},
-        "train": {"precision": "fp32", "device": "cpu", "epochs": 1, "epochs_decay": 2, "steps_per_epoch": 3,
-                  "log_every": 1, "sample_every": 0, "save_every_epochs": 0, "eval_images": 4, **train},
-        "output": {"root": str(root), "name": name},
-    }
+    """The tiny synthetic CycleGAN of the tests (tests/conftest.py) on the CPU, without samples or snapshots."""
+    from conftest import tiny_recipe_data
+
+    return tiny_recipe_data(root, name, **{"device": "cpu", "sample_every": 0, "save_every_epochs": 0, **train})
 
 
 def write_toml(path: Path, data: dict[str, Any]) -> Path:
