@@ -86,6 +86,14 @@ class UnpairedDataset(Dataset):
         """Number of undecodable files met so far in this process."""
         return len(self._bad)
 
+    def skipped_files(self) -> dict[str, list[str]]:
+        """Names of the undecodable files met so far in this process, by side ("A", "B")."""
+        files: dict[str, list[str]] = {}
+        for side, k in sorted(self._bad):
+            dom = self.domain_a if side == "A" else self.domain_b
+            files.setdefault(side, []).append(dom.name(k) if hasattr(dom, "name") else str(k))
+        return files
+
     def b_index(self, i: int, epoch: int | None = None) -> int:
         """The B index paired with item ``i`` in ``epoch`` (before any decode-failure substitution)."""
         e = self.epoch if epoch is None else epoch

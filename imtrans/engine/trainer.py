@@ -438,13 +438,9 @@ class Trainer:
         def log_skipped_images() -> None:
             # undecodable files met by the data set in *this* process (workers > 0 keep their own counts)
             nonlocal logged_skips
-            n = getattr(ds, "skipped", 0)
+            n = ds.skipped
             if n > logged_skips:
-                files: dict[str, list[str]] = {}
-                for side, k in sorted(getattr(ds, "_bad", ())):
-                    dom = ds.domain_a if side == "A" else ds.domain_b
-                    name = dom.name(k) if hasattr(dom, "name") else str(k)
-                    files.setdefault(side, []).append(name)
+                files = ds.skipped_files()
                 log.write({"kind": "data", "step": step, "epoch": epoch, "skipped": n,
                            "files": {s: v[:50] for s, v in files.items()}})
                 logged_skips = n
