@@ -100,11 +100,13 @@ class CycleGAN(Scheme):
         self.lambda_B = w_cycle if lambda_B is None else lambda_B
         self.extra = nn.ModuleDict()
         self.extra_w: dict[str, float] = {}
+        self._extra_fns: dict[str, Any] = {}  # each term adapted to f(src, out, generator), once
         for key in recipe.losses:
             if key not in ROLES:
                 mod, w = loss(key)
                 self.extra[key] = mod
                 self.extra_w[key] = w
+                self._extra_fns[key] = extra_term(mod)
         seed = recipe.train.seed
         self.pool_a = ImagePool(pool_size, seed + 101)  # fakes of domain A, for D_A
         self.pool_b = ImagePool(pool_size, seed + 202)  # fakes of domain B, for D_B
@@ -124,8 +126,7 @@ class CycleGAN(Scheme):
             with torch.no_grad(), self.precision.autocast():
                 a, b = batch["a"], batch["b"]
                 G, F = self.nets["G"], self.nets["F"]
-                for term in self.extra.values():
-                    f = extra_term(term)
+                for f in self._extra_fns.values():
                     f(a, G(a), G)
                     f(b, F(b), F)
         o = self.recipe.optim
@@ -163,8 +164,7 @@ class CycleGAN(Scheme):
                 # identity: G should leave B images alone and F should leave A images alone
                 L["idt_b"] = self.lambda_idt * self.lambda_B * self.idt(G(real_b), real_b)
                 L["idt_a"] = self.lambda_idt * self.lambda_A * self.idt(F(real_a), real_a)
-            for key, term in self.extra.items():
-                f = extra_term(term)
+            for key, f in self._extra_fns.items():
                 # raw generators: feature losses call generator.encode(), which DDP does not expose
                 L[key] = self.extra_w[key] * (f(real_a, fake_b, self.nets["G"]) + f(real_b, fake_a, self.nets["F"]))
             loss_g = sum(L.values())
