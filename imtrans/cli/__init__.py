@@ -7,7 +7,6 @@ message, no traceback), 2 usage error.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from typing import Optional

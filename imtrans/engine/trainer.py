@@ -7,7 +7,6 @@ step never waits on the host.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
@@ -430,7 +429,6 @@ class Trainer:
         window: list[dict[str, torch.Tensor]] = []
         t0 = time.perf_counter()
         last_log_t, last_log_step = t0, step
-        start_step = step
         stopped = "finished"
         skipped_bad = 0
         logged_skips = 0

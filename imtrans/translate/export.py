@@ -61,8 +61,6 @@ def export_model(net: nn.Module, path: str | os.PathLike, format: str, size: int
     Raises :class:`ImtransError` for an unknown format or when onnx/onnxruntime
     are missing (install the ``export`` extra).
     """
-    from imtrans.engine.checkpoint import atomic_write_bytes
-
     if format not in EXPORT_FORMATS:
         raise ImtransError(f"--format '{format}' is not one of {', '.join(EXPORT_FORMATS)}")
     net = net.float().cpu().eval()
