@@ -69,8 +69,8 @@ def _panel_svg(p: Panel, x_range: tuple[float, float], w: int, h: int) -> str:
         out.append(f'<line x1="{ml}" x2="{w - mr}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#e4e4e4"/>'
                    f'<text class="ytick" x="{ml - 4}" y="{sy(t) + 4:.1f}" font-size="10" text-anchor="end">'
                    f"{_fmt(t)}</text>")
-    for t in (x0, (x0 + x1) / 2, x1):
-        out.append(f'<text class="xtick" x="{sx(t):.1f}" y="{h - 6}" font-size="10" text-anchor="middle">'
+    for t, anchor in ((x0, "start"), ((x0 + x1) / 2, "middle"), (x1, "end")):  # stay inside the panel
+        out.append(f'<text class="xtick" x="{sx(t):.1f}" y="{h - 6}" font-size="10" text-anchor="{anchor}">'
                    f"{int(round(t))}</text>")
     out.append(f'<rect x="{ml}" y="{mt}" width="{w - ml - mr}" height="{h - mt - mb}" fill="none" stroke="#999"/>')
     for label, y in p.refs.items():
