@@ -57,7 +57,7 @@ def grid_image(rows: list[list[torch.Tensor]], labels: Sequence[Sequence[str]] |
     scale = max(1, min_tile // h)
     cols = max(len(r) for r in rows)
     groups = [make_grid(_group_tensor(r, cols, scale), nrow=cols, padding=pad, pad_value=1.0) for r in rows]
-    font = _font(13)
+    font = _font(12)
     head = 20 if labels else 0
     cell = rows[0][0].shape[-1] * scale + pad  # make_grid: pad, tile, pad, tile, ..., pad
     canvas = Image.new("RGB", (groups[0].shape[-1], sum(g.shape[-2] + head for g in groups)), "white")
@@ -66,8 +66,9 @@ def grid_image(rows: list[list[torch.Tensor]], labels: Sequence[Sequence[str]] |
     for k, g in enumerate(groups):
         if labels and k < len(labels):
             for c, text in enumerate(labels[k][:cols]):
-                draw.text((pad + c * cell + (cell - pad) / 2, y + head / 2 + 1), text, fill="black",
-                          font=font, anchor="mm")
+                # centred by measuring (anchors need FreeType; the bitmap fallback font has none)
+                x = pad + c * cell + (cell - pad - draw.textlength(text, font=font)) / 2
+                draw.text((max(0.0, x), y + 4), text, fill="black", font=font)
         arr = (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         canvas.paste(Image.fromarray(arr), (0, y + head))
         y += head + g.shape[-2]
