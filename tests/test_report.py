@@ -125,3 +125,19 @@ def test_scheme_sample_labels_match_its_sample_rows(scheme):
     rows = s.sample_rows(x, x)
     assert [len(r) for r in rows] == [len(lab) for lab in s.sample_labels]
     assert s.sample_labels[0][0] == "A: input" and "translated" in s.sample_labels[0][1]
+
+
+@pytest.mark.slow  # a subprocess that imports torch and trains two steps
+def test_run_summary_prints_the_copy_baseline(tmp_path):
+    import tomli_w
+    from conftest import run_cli, tiny_recipe_data
+
+    p = tmp_path / "tiny.toml"
+    p.write_text(tomli_w.dumps(tiny_recipe_data(tmp_path, "tiny", max_steps=2)))
+    r = run_cli("run", str(p), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = [x.strip() for x in r.stdout.splitlines()]
+    for d in ("a2b", "b2a"):
+        line = next(x for x in lines if x.startswith(f"{d}: ground-truth error"))
+        assert "before training" in line and "copying the input scores" in line
+    assert not any(x.startswith("copy_l1") for x in lines)  # the baseline sits next to the result
