@@ -204,14 +204,14 @@ def test_recorded_checksum_guards_later_loads_and_downloads(zoo):
 
 
 def test_wrong_architecture_is_refused_and_removed(zoo):
-    with pytest.raises(ImtransError, match=r"refused and removed.*n_blocks=3.*unexpected key|refused.*missing key"):
+    with pytest.raises(ImtransError, match=r"refused and removed.*not a resnet\(ngf=4, n_blocks=3\).*missing key 'model.12"):
         store.ensure("tiny_wrongarch", progress=False)
     assert [p.name for p in (zoo["home"] / "tiny_wrongarch").iterdir()] == []
 
 
 def test_truncated_file_is_refused_and_removed(zoo):
     zoo["server"]["files"]["/cyclegan/pretrained_models/tiny_h2z.pth"] = zoo["good"][: len(zoo["good"]) // 2]
-    with pytest.raises(ImtransError, match="refused and removed from the cache because it is truncated"):
+    with pytest.raises(ImtransError, match=r"refused and removed from the cache because it is truncated.*as a PyTorch state_dict"):
         store.ensure("tiny_h2z", progress=False)
     assert [p.name for p in (zoo["home"] / "tiny_h2z").iterdir()] == []
 
@@ -266,6 +266,10 @@ def test_fine_tune_from_zoo_and_rebuild_without_fetching(zoo, tmp_path, monkeypa
     assert all(torch.equal(v, ref[k]) for k, v in G.state_dict().items())
     with pytest.raises(ImtransError, match="has n_blocks=3; use n_blocks=2"):
         registry.build("generator", "resnet", ngf=4, n_blocks=3, pretrained="tiny_h2z")
+    with pytest.raises(ImtransError, match="has norm='batch'; use norm='instance'"):  # a default of the entry
+        registry.build("generator", "resnet", ngf=4, n_blocks=2, norm="batch", pretrained="tiny_h2z")
+    with pytest.raises(ImtransError, match="has 'unet'; use the part 'resnet'"):
+        registry.build("generator", "unet", ngf=4, num_downs=5, pretrained="tiny_h2z")
     ckpt.save_checkpoint(tmp_path / "ck", {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}}, None)
     monkeypatch.setenv("IMTRANS_HOME", str(tmp_path / "empty"))  # nothing cached, nothing served
     monkeypatch.setenv("IMTRANS_PRETRAINED_MIRROR", "http://127.0.0.1:9")

@@ -165,6 +165,7 @@ def load_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure is "this is not a loadable weights file"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg.split(". ")[0]  # torch appends paragraphs of advice; the first sentence is the finding
         raise ImtransError(
             f"could not read '{path}' as a PyTorch state_dict ({msg}); "
             f"pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"

@@ -224,11 +224,16 @@ def init_from_pretrained(net: Any, name: str, part: str, params: dict[str, Any])
     """
     from imtrans.engine.checkpoint import load_into, load_weights
 
+    from imtrans.registry import get_registry
+
     entry = get(name)
-    wrong = [k for k, v in entry.params.items() if k not in _FREE and params.get(k, v) != v]
+    reg = get_registry("generator")
+    # compare with the entry's full architecture: the parameters it leaves out are the part's defaults
+    full = {**(reg.get(entry.part).defaults() if entry.part in reg else {}), **entry.params}
+    wrong = [k for k, v in full.items() if k not in _FREE and k in params and params[k] != v]
     if entry.part != part or wrong:
         what = f"'{part}'" if entry.part != part else f"{wrong[0]}={params[wrong[0]]!r}"
-        fix = f"{wrong[0]}={entry.params[wrong[0]]!r}" if wrong and entry.part == part else f"the part '{entry.part}'"
+        fix = f"{wrong[0]}={full[wrong[0]]!r}" if wrong and entry.part == part else f"the part '{entry.part}'"
         raise ImtransError(
             f"generator parameter pretrained='{name}' needs a {entry.describe_architecture()} network but this "
             f"generator has {what}; use {fix}, or leave out pretrained"
