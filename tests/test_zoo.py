@@ -317,3 +317,11 @@ def test_cli_pretrained_commands(zoo, tmp_path, capsys):
     assert code == 1 and "was expected" in out.err
     code, out = run("export", "tiny_h2z", "--format", "torchscript", "-o", str(tmp_path / "g.pt"))
     assert code == 0 and (tmp_path / "g.pt").is_file()
+
+
+def test_docs_name_every_builtin_model():
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "pretrained.md").read_text(encoding="utf-8")
+    missing = [n for n in PRETRAINED if f"`{n}`" not in doc]
+    assert not missing, f"docs/pretrained.md does not list {missing}"
