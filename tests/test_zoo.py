@@ -325,3 +325,23 @@ def test_docs_name_every_builtin_model():
     doc = (ROOT / "docs" / "pretrained.md").read_text(encoding="utf-8")
     missing = [n for n in PRETRAINED if f"`{n}`" not in doc]
     assert not missing, f"docs/pretrained.md does not list {missing}"
+
+
+@pytest.mark.slow  # a (one-step) training run
+def test_recipe_fine_tunes_g_from_the_zoo(zoo, tmp_path):
+    from conftest import tiny_recipe_data
+
+    from imtrans.engine import checkpoint as ckpt
+    from imtrans.engine.trainer import Trainer
+    from imtrans.recipe import recipe_from_dict
+
+    data = tiny_recipe_data(tmp_path / "runs", "ft", max_steps=1, sample_every=0)
+    data["model"]["generator"] = {**TINY, "pretrained": "tiny_h2z"}
+    data["model"]["generator_b"] = dict(TINY)
+    data["optim"] = {"lr": 1e-12}  # one step that cannot move the weights measurably
+    Trainer(recipe_from_dict(data), progress=False).fit()
+    zoo_g = ckpt.load_weights(store.ensure("tiny_h2z"), "G")
+    run_g, run_f = ckpt.load_weights(tmp_path / "runs" / "ft", "G"), ckpt.load_weights(tmp_path / "runs" / "ft", "F")
+    assert all(torch.allclose(run_g[k], v, atol=1e-6) for k, v in zoo_g.items())
+    assert not all(torch.allclose(run_f[k], v, atol=1e-3) for k, v in zoo_g.items())  # F kept its own init
+    assert ckpt.read_meta(tmp_path / "runs" / "ft")["nets"]["G"]["spec"]["pretrained"] == "tiny_h2z"

@@ -122,6 +122,12 @@ class DownloadLock:
         except (OSError, ValueError):
             return None
 
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
     def __enter__(self) -> "DownloadLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait_s
@@ -132,6 +138,9 @@ class DownloadLock:
                 owner = self._owner()
                 if owner is not None and owner[1] == socket.gethostname() and not _pid_alive(owner[0]):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                if owner is None and self._age() > 10.0:
+                    self.path.unlink(missing_ok=True)  # never written completely: its writer died at once
                     continue
                 if time.monotonic() > deadline:
                     raise ImtransError(
