@@ -128,6 +128,8 @@ def test_builtin_entries_are_both_official_lists():
         assert e.urls == (f"http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{n}.pth",)
         assert (e.part, e.params["num_downs"], e.params["norm"], e.params["dropout"]) == ("unet", 8, "batch", True)
     assert len(PRETRAINED) == len(cyclegan) + len(pix2pix)
+    for n, e in PRETRAINED.items():  # reverse models point at each other, within one method
+        assert e.reverse is None or (PRETRAINED[e.reverse].reverse == n and PRETRAINED[e.reverse].scheme == e.scheme)
     # a resnet_9blocks generator is 11.378 M float32 parameters (the official files are ~45 MB)
     assert PRETRAINED["horse2zebra"].weights_bytes() == 11_378_179 * 4
 
@@ -243,6 +245,8 @@ def test_names_paths_and_suggestions(zoo, tmp_path):
     with pytest.raises(ImtransError, match="does not exist"):
         load_translator(str(tmp_path / "no" / "run"), device="cpu")
     assert store.resolve_model(tmp_path) == tmp_path  # an existing path always wins
+    with pytest.raises(ImtransError, match=r"translates one way only \(zebras -> horses.*use pretrained 'horse2zebra'"):
+        load_translator("zebra2horse", direction="b2a", device="cpu")
 
 
 def test_unimportable_architecture_says_so_before_downloading(zoo):

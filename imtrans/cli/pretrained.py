@@ -75,7 +75,7 @@ def info(name: str = typer.Argument(..., help="Zoo name.")) -> None:
     rec = zoo.read_record(name)
     rows = [
         ("name", name),
-        ("translates", f"{e.source} -> {e.target}"),
+        ("translates", f"{e.source} -> {e.target}" + (f" (the other way: {e.reverse})" if e.reverse else "")),
         ("scheme", e.scheme),
         ("data set", e.dataset or "?"),
         ("architecture", e.describe_architecture()),

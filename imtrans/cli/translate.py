@@ -111,7 +111,7 @@ def export(
 
     from imtrans.zoo import resolve_model
 
-    net = _pick_generator(resolve_model(model), direction)
+    net = _pick_generator(resolve_model(model, direction=direction), direction)
     res = export_model(net, out, format, size=size)
     h, w = res.check_size
     console.print(

@@ -144,7 +144,7 @@ class Translator:
         """Build from a run directory, checkpoint directory, ``.safetensors`` file or model-zoo name (architecture from its metadata)."""
         from imtrans.zoo import resolve_model
 
-        return cls(_pick_generator(resolve_model(model), direction), **kwargs)
+        return cls(_pick_generator(resolve_model(model, direction=direction), direction), **kwargs)
 
     # ------------------------------------------------------------------ core
 

@@ -65,7 +65,8 @@ class Pretrained:
     what it translates from and to (the direction); ``scheme``: the method that
     trained it; ``dataset``: its training data; ``paper`` and ``licence``: what
     to cite and the terms to check; ``sha256``: the official file's checksum
-    when known (otherwise the first download records one).
+    when known (otherwise the first download records one); ``reverse``: the
+    zoo name of the model translating the other way, if there is one.
 
     Calling an entry returns it, so ``registry.build("pretrained", name)`` gives
     the entry like any other part.
@@ -80,6 +81,7 @@ class Pretrained:
     paper: str = ""
     licence: str = ""
     sha256: str | None = None
+    reverse: str | None = None
     kind: Literal["generator"] = "generator"
 
     def __post_init__(self) -> None:
@@ -152,17 +154,20 @@ def check_name(name: str) -> str:
     return name
 
 
-def _cyclegan(name: str, source: str, target: str, dataset: str, licence: str = "") -> Pretrained:
+def _cyclegan(
+    name: str, source: str, target: str, dataset: str, licence: str = "", reverse: str | None = None
+) -> Pretrained:
     return Pretrained(
         urls=(CYCLEGAN_URL.format(name),), architecture=dict(RESNET_9BLOCKS), source=source, target=target,
         scheme="cyclegan", dataset=dataset, paper=CYCLEGAN_PAPER, licence=licence or _LICENCE.format(dataset),
+        reverse=reverse,
     )
 
 
-def _pix2pix(name: str, source: str, target: str, dataset: str, licence: str = "") -> Pretrained:
+def _pix2pix(name: str, source: str, target: str, dataset: str, reverse: str | None = None) -> Pretrained:
     return Pretrained(
         urls=(PIX2PIX_URL.format(name),), architecture=dict(UNET_256), source=source, target=target,
-        scheme="pix2pix", dataset=dataset, paper=PIX2PIX_PAPER, licence=licence or _LICENCE.format(dataset),
+        scheme="pix2pix", dataset=dataset, paper=PIX2PIX_PAPER, licence=_LICENCE.format(dataset), reverse=reverse,
     )
 
 
@@ -182,33 +187,35 @@ _CITYSCAPES = (
 #: built-in zoo entries by name (registered by the built-in plugin)
 PRETRAINED: dict[str, Pretrained] = {
     # scripts/download_cyclegan_model.sh
-    "apple2orange": _cyclegan("apple2orange", "apples", "oranges", "apple2orange", _IMAGENET),
-    "orange2apple": _cyclegan("orange2apple", "oranges", "apples", "apple2orange", _IMAGENET),
+    "apple2orange": _cyclegan("apple2orange", "apples", "oranges", "apple2orange", _IMAGENET, reverse="orange2apple"),
+    "orange2apple": _cyclegan("orange2apple", "oranges", "apples", "apple2orange", _IMAGENET, reverse="apple2orange"),
     "summer2winter_yosemite": _cyclegan("summer2winter_yosemite", "Yosemite in summer", "in winter",
-                                        "summer2winter_yosemite"),
+                                        "summer2winter_yosemite", reverse="winter2summer_yosemite"),
     "winter2summer_yosemite": _cyclegan("winter2summer_yosemite", "Yosemite in winter", "in summer",
-                                        "summer2winter_yosemite"),
-    "horse2zebra": _cyclegan("horse2zebra", "horses", "zebras", "horse2zebra", _IMAGENET),
-    "zebra2horse": _cyclegan("zebra2horse", "zebras", "horses", "horse2zebra", _IMAGENET),
-    "monet2photo": _cyclegan("monet2photo", "Monet paintings", "photos", "monet2photo"),
-    "style_monet": _cyclegan("style_monet", "photos", "Monet-style paintings", "monet2photo"),
+                                        "summer2winter_yosemite", reverse="summer2winter_yosemite"),
+    "horse2zebra": _cyclegan("horse2zebra", "horses", "zebras", "horse2zebra", _IMAGENET, reverse="zebra2horse"),
+    "zebra2horse": _cyclegan("zebra2horse", "zebras", "horses", "horse2zebra", _IMAGENET, reverse="horse2zebra"),
+    "monet2photo": _cyclegan("monet2photo", "Monet paintings", "photos", "monet2photo", reverse="style_monet"),
+    "style_monet": _cyclegan("style_monet", "photos", "Monet-style paintings", "monet2photo", reverse="monet2photo"),
     "style_cezanne": _cyclegan("style_cezanne", "photos", "Cezanne-style paintings", "cezanne2photo"),
     "style_ukiyoe": _cyclegan("style_ukiyoe", "photos", "ukiyo-e-style prints", "ukiyoe2photo"),
     "style_vangogh": _cyclegan("style_vangogh", "photos", "Van Gogh-style paintings", "vangogh2photo"),
-    "sat2map": _cyclegan("sat2map", "aerial photos", "maps", "maps"),
-    "map2sat": _cyclegan("map2sat", "maps", "aerial photos", "maps"),
+    "sat2map": _cyclegan("sat2map", "aerial photos", "maps", "maps", reverse="map2sat"),
+    "map2sat": _cyclegan("map2sat", "maps", "aerial photos", "maps", reverse="sat2map"),
     "cityscapes_photo2label": _cyclegan("cityscapes_photo2label", "street photos", "label maps", "cityscapes",
-                                        _CITYSCAPES),
+                                        _CITYSCAPES, reverse="cityscapes_label2photo"),
     "cityscapes_label2photo": _cyclegan("cityscapes_label2photo", "label maps", "street photos", "cityscapes",
-                                        _CITYSCAPES),
-    "facades_photo2label": _cyclegan("facades_photo2label", "facade photos", "label maps", "facades"),
-    "facades_label2photo": _cyclegan("facades_label2photo", "label maps", "facade photos", "facades"),
+                                        _CITYSCAPES, reverse="cityscapes_photo2label"),
+    "facades_photo2label": _cyclegan("facades_photo2label", "facade photos", "label maps", "facades",
+                                     reverse="facades_label2photo"),
+    "facades_label2photo": _cyclegan("facades_label2photo", "label maps", "facade photos", "facades",
+                                     reverse="facades_photo2label"),
     "iphone2dslr_flower": _cyclegan("iphone2dslr_flower", "iPhone flower photos", "DSLR-style shallow depth of field",
                                     "iphone2dslr_flower"),
     # scripts/download_pix2pix_model.sh
     "pix2pix_edges2shoes": _pix2pix("edges2shoes", "edge drawings", "shoe photos", "edges2shoes"),
-    "pix2pix_sat2map": _pix2pix("sat2map", "aerial photos", "maps", "maps"),
-    "pix2pix_map2sat": _pix2pix("map2sat", "maps", "aerial photos", "maps"),
+    "pix2pix_sat2map": _pix2pix("sat2map", "aerial photos", "maps", "maps", reverse="pix2pix_map2sat"),
+    "pix2pix_map2sat": _pix2pix("map2sat", "maps", "aerial photos", "maps", reverse="pix2pix_sat2map"),
     "pix2pix_facades_label2photo": _pix2pix("facades_label2photo", "label maps", "facade photos", "facades"),
     "pix2pix_day2night": _pix2pix("day2night", "daytime photos", "night", "day2night"),
 }

@@ -185,19 +185,27 @@ def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def resolve_model(model: str | os.PathLike, *, progress: bool = True) -> str | os.PathLike:
+def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress: bool = True) -> str | os.PathLike:
     """A run directory, checkpoint or weights file as given; a zoo name as its cached weights file.
 
     This is the one place where a model argument becomes a zoo model: an
     existing path always wins, then a registered zoo name (downloaded on first
     use).  A plain word that is neither gets the closest zoo names as a hint;
     anything path-like is returned unchanged, for the checkpoint reader's own
-    "does not exist" message.
+    "does not exist" message.  A zoo model translates one way (``a2b``): asked
+    for ``b2a``, the message names its ``reverse`` model.
     """
     if Path(model).exists():
         return model
     text = os.fspath(model)
     if text in registry():
+        entry = get(text)
+        if direction != "a2b":
+            other = f"use pretrained '{entry.reverse}' instead" if entry.reverse else "no model for the other way is listed"
+            raise ImtransError(
+                f"pretrained '{text}' translates one way only ({entry.source} -> {entry.target}, direction a2b); "
+                f"for direction '{direction}' {other}"
+            )
         return ensure(text, progress=progress)
     if _PLAIN.fullmatch(text) and not Path(text).suffix:
         from imtrans.registry import suggest
