@@ -349,3 +349,18 @@ def test_recipe_fine_tunes_g_from_the_zoo(zoo, tmp_path):
     assert all(torch.allclose(run_g[k], v, atol=1e-6) for k, v in zoo_g.items())
     assert not all(torch.allclose(run_f[k], v, atol=1e-3) for k, v in zoo_g.items())  # F kept its own init
     assert ckpt.read_meta(tmp_path / "runs" / "ft")["nets"]["G"]["spec"]["pretrained"] == "tiny_h2z"
+
+
+def test_cache_without_record_is_adopted_only_if_readable(zoo):
+    path = store.ensure("tiny_h2z", progress=False)
+    record = path.parent / "record.json"
+    record.unlink()
+    store._verified.clear()
+    assert store.ensure("tiny_h2z", progress=False) == path and "weights_sha256" in store.read_record("tiny_h2z")
+    record.unlink()
+    path.write_bytes(b"not a safetensors file")
+    store._verified.clear()
+    with pytest.raises(ImtransError, match="unreadable and removed"):
+        store.ensure("tiny_h2z", progress=False)
+    assert not path.exists()
+    assert len(zoo["server"]["requests"]) == 1

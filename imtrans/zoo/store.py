@@ -16,6 +16,7 @@ refused with the reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -97,7 +98,15 @@ def _verify_cached(name: str, weights: Path) -> None:
     want = read_record(name).get("weights_sha256")
     got = fetch.sha256_file(weights)
     if want is None:
-        # Weights without a record (the record was deleted): adopt them, as on a first download.
+        # Weights without a record (the record was deleted): adopt them, as on a first download,
+        # if they are a readable checkpoint at all.
+        from imtrans.engine.checkpoint import CheckpointError, read_meta
+
+        try:
+            read_meta(weights)
+        except CheckpointError as e:
+            weights.unlink(missing_ok=True)
+            raise ImtransError(f"the cached weights of pretrained '{name}' were unreadable and removed ({e})") from None
         _write_record(name, {**read_record(name), "weights_sha256": got})
     elif got != want:
         weights.unlink(missing_ok=True)
@@ -115,7 +124,9 @@ def _write_record(name: str, rec: dict[str, Any]) -> None:
     atomic_write_text(model_dir(name) / RECORD, json.dumps(rec, indent=2, sort_keys=True) + "\n")
 
 
-def _download(name: str, entry: Pretrained, pth: Path, expected: str | None, progress: bool, timeout: float) -> tuple[str, str]:
+def _download(
+    name: str, entry: Pretrained, pth: Path, expected: str | None, progress: bool, timeout: float
+) -> tuple[str, str]:
     """Fetch the official file from the first URL that answers; returns ``(url, sha256)``."""
     errors = []
     for url in [fetch.mirrored(u) for u in entry.urls]:
@@ -169,8 +180,6 @@ def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
         except RefusedFileError:
             pth.unlink(missing_ok=True)
             raise
-        import hashlib
-
         from imtrans.engine.checkpoint import atomic_write_bytes
 
         # The record goes first: weights on disk always have the checksum they must match.
