@@ -113,8 +113,11 @@ def test_residual_unet_draws_only_the_change():
     torch.manual_seed(0)
     plain = UnetGenerator(ngf=4, num_downs=5)
     res = UnetGenerator(ngf=4, num_downs=5, residual=True)
-    res.load_state_dict(plain.state_dict())  # same layers: official weights still load
     x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(res(x), x)  # a fresh residual U-Net starts as an exact copy
+        assert not torch.equal(plain(x), x)
+    res.load_state_dict(plain.state_dict())  # same layers: official weights still load
     with torch.no_grad():
         assert torch.allclose(res(x), (x + 2 * plain(x)).clamp(-1, 1))
         last = res.model.model[-2]  # the outermost ConvTranspose2d, before tanh

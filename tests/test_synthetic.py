@@ -83,3 +83,22 @@ def test_every_outline_is_visible():
         border = np.concatenate([alpha[:, 0], alpha[:, -1], alpha[:, :, 0], alpha[:, :, -1]], axis=1)
         assert border.max() == 0, i
     assert min(counts) >= 1 and max(counts) >= 3
+
+
+def test_rim_is_a_fixed_width_dark_band_inside_each_outline():
+    """B = A except a band of size/16 px inside each edge, which keeps a quarter of the colour."""
+    from imtrans.data.synthetic import _shape_fields
+
+    d = SyntheticDomain("train", task="rim", count=20, size=64)
+    width = 64 / 16
+    for i in range(20):
+        a, b = d.render(i, "a").numpy(), d.render(i, "b").numpy()
+        alpha, _, dist = _shape_fields(d.scene(i))
+        inside = alpha.max(axis=0) == 1
+        depth = np.where(alpha == 1, dist, -1).max(axis=0)  # how deep each pixel lies in its shape
+        background = alpha.max(axis=0) == 0
+        untouched = background | (inside & (depth >= width + 0.5))  # background and shape interiors
+        rim = inside & (depth <= width - 0.5)
+        assert untouched.any() and rim.any(), i
+        assert np.abs(b - a)[:, untouched].max() < 1e-6, i
+        assert np.allclose(b[:, rim], 0.25 * a[:, rim], atol=1e-6), i
