@@ -235,7 +235,7 @@ class UnetGenerator(_GeneratorBase):
                 f"unet generator: residual = true needs in_channels == out_channels; got {in_channels} and {out_channels}"
             )
         self.residual = residual
-        if residual and not __import__("os").environ.get("QS2_NOZERO"):
+        if residual:
             # Start as an exact copy of the input: the last layer draws no change until
             # training asks for one (its weights still get gradients, so it learns at once).
             last = self.model.model[-2]
