@@ -17,6 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(autouse=True)
+def autograd_left_on(request):
+    """Fail a test that switches autograd off globally and leaves it off (later tests would train nothing)."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail(f"{request.node.nodeid} left autograd disabled; use `with torch.no_grad():` instead", pytrace=False)
+
+
 @pytest.fixture
 def fresh_plugins():
     """Reload plugins before and after a test that changes what is installed."""
