@@ -13,8 +13,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Keep every test on 2 CPU threads and away from GPUs, whatever the machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Keep every test on 2 CPU threads and away from GPUs, whatever the machine.  Under pytest-xdist
+# each worker gets one thread, and so does every subprocess it starts: the workers already share
+# the cores, and OpenMP threads spin-waiting for a busy core made tiny steps ~20x slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)
