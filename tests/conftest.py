@@ -61,7 +61,8 @@ def make_dist_plugin(tmp: Path, dist: str, module: str, source: str, ep_name: st
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     e = dict(os.environ)
-    e.setdefault("COLUMNS", "200")
+    # wide enough that one-sentence messages stay on one line; pytest-xdist workers inherit a COLUMNS of 80
+    e["COLUMNS"] = "200"
     if env:
         e.update(env)
     return subprocess.run([sys.executable, "-m", "imtrans", *args], capture_output=True, text=True,
