@@ -54,12 +54,12 @@ def test_import_then_translate_matches_original(official_pth, tmp_path):
 
 
 def test_discriminator_has_no_translators(tmp_path):
-    from imtrans.cli.weights import import_weights_file
+    from imtrans.nets.official import import_official_weights
 
     torch.manual_seed(0)
     D = registry.build("discriminator", "patchgan", ndf=4, n_layers=2)
     torch.save(imtrans_to_official("patchgan", D.state_dict()), tmp_path / "D.pth")
-    out = import_weights_file(tmp_path / "D.pth", "patchgan", {"ndf": 4, "n_layers": 2}, tmp_path / "D.safetensors",
+    out = import_official_weights(tmp_path / "D.pth", "patchgan", {"ndf": 4, "n_layers": 2}, tmp_path / "D.safetensors",
                               role="discriminator")
     meta = read_meta(out)
     assert "translators" not in meta and meta["nets"]["D"]["kind"] == "discriminator"

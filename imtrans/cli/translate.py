@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -54,28 +56,27 @@ def translate(
     def on_error(src: Path, reason: str) -> None:
         err_console.print(f"[red]failed[/] {escape(str(src))}: {escape(reason)}", highlight=False, soft_wrap=True)
 
+    run = functools.partial(t.translate_folder, inputs, out, suffix=suffix, format=format, quality=quality,
+                            skip_existing=skip_existing, workers=workers, on_error=on_error,
+                            rank=dist_info.rank, world=dist_info.world)
     if no_progress:
-        report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
-                                    skip_existing=skip_existing, workers=workers, on_error=on_error,
-                                    rank=dist_info.rank, world=dist_info.world)
+        report = run()
     else:
         with Progress(
             TextColumn("[bold]translate"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
         ) as bar:
             task = bar.add_task("translate", total=None, rate="")
-            import time
-
             t0 = time.perf_counter()
 
-            def on_progress(done: int, total: int) -> None:
+            def on_progress(done: int, total: int) -> None:  # the report calls this as files finish
                 dt = time.perf_counter() - t0
                 bar.update(task, completed=done, total=total, rate=f"{done / dt:.1f} img/s" if dt > 0 and done else "")
 
-            report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
-                                        skip_existing=skip_existing, workers=workers,
-                                        on_progress=on_progress, on_error=on_error,
-                                        rank=dist_info.rank, world=dist_info.world)
+            report = run(on_progress=on_progress)
+    for src, dst in report.renamed:
+        err_console.print(f"[yellow]kept apart[/] {escape(str(src))} -> {escape(str(dst))} "
+                          "(another input has the same name with another extension)", highlight=False, soft_wrap=True)
 
     title = "imtrans translate" + (f" (rank {dist_info.rank} of {dist_info.world})" if dist_info.enabled else "")
     table = Table(title=title, show_header=True)
@@ -106,10 +107,10 @@ def export(
     size: int = typer.Option(64, "--size", help="Tracing size in px (the exported axes stay dynamic)."),
 ) -> None:
     """Export a generator with dynamic height/width and check it against eager PyTorch."""
+    from imtrans.engine.checkpoint import load_generator
     from imtrans.translate.export import export_model
-    from imtrans.translate.translator import _pick_generator
 
-    net = _pick_generator(model, direction)
+    net = load_generator(model, direction)
     res = export_model(net, out, format, size=size)
     h, w = res.check_size
     console.print(

@@ -40,7 +40,8 @@ is a dict of tensors and never needs arbitrary unpickling.
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Optional
 
 import torch
 from torch import nn
@@ -150,19 +151,25 @@ def load_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImtransError(f"official weights file '{path}' does not exist; give the path of a .pth such as latest_net_G_A.pth")
+    fix = "pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every failure is "this is not a loadable weights file"
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except Exception as e:  # noqa: BLE001 - every failure means "not a readable .pth"
+        # torch's own text for a refused pickle suggests retrying with weights_only=False, i.e.
+        # running the file's code: never pass it on.  (Matched by name: this module imports no pickle.)
+        if type(e).__name__ == "UnpicklingError":
+            raise ImtransError(
+                f"could not read '{path}': it is not a state dict (it holds Python objects other than tensors "
+                f"and numbers, which are refused without running them); {fix}"
+            ) from None
         raise ImtransError(
-            f"could not read '{path}' as a PyTorch state_dict ({msg}); "
-            f"pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
+            f"could not read '{path}': it is not a state dict (not a PyTorch .pth file, or truncated or corrupt); {fix}"
         ) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ImtransError(
-            f"'{path}' does not hold a state_dict (a dict of tensors); pass a weights file saved by the official code"
+            f"'{path}' does not hold a state_dict (a dict of tensors); {fix}"
         )
     return dict(obj)
 
@@ -225,3 +232,37 @@ def convert_official(
             )
     module.load_state_dict(sd, strict=True)
     return module, sd
+
+
+def import_official_weights(
+    pth: str | os.PathLike,
+    part: str,
+    params: dict[str, Any] | None,
+    out: str | os.PathLike,
+    role: Optional[Literal["generator", "discriminator"]] = None,
+    name: Optional[str] = None,
+) -> Path:
+    """Convert one official network and save it as an imtrans weights file (what ``imtrans import-weights`` runs).
+
+    The file is written by :func:`imtrans.engine.checkpoint.save_weights`, the
+    checkpoint's own writer: keys ``"<name>.<param>"`` (``name`` defaults to
+    ``G`` for a generator, ``D`` for a discriminator) and ``imtrans`` metadata
+    with ``nets``; a generator also gets ``translators = {"a2b": name}``, so
+    ``imtrans translate FILE`` and :func:`imtrans.load_translator` work on it directly.
+    ``role``, when given, must match the part's kind.
+    """
+    from imtrans.engine.checkpoint import save_weights
+
+    if part not in OFFICIAL_LAYOUTS:
+        raise ImtransError(f"--part '{part}' has no official layout; choose one of {', '.join(sorted(OFFICIAL_LAYOUTS))}")
+    kind = OFFICIAL_LAYOUTS[part][0]
+    if role is not None and role != kind:
+        raise ImtransError(f"--role {role} does not match part '{part}', which is a {kind}")
+    params = dict(params or {})
+    net, sd = convert_official(pth, part, params)
+    name = name or ("G" if kind == "generator" else "D")
+    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
+    meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
+    if kind == "generator":
+        meta["translators"] = {"a2b": name}
+    return save_weights(out, {name: sd}, meta)

@@ -5,6 +5,7 @@
 * :mod:`imtrans.translate.export`: TorchScript / ONNX export (``imtrans export``).
 """
 
-from imtrans.translate.translator import TranslateReport, Translator, load_translator
+from imtrans.translate.batch import TranslateReport
+from imtrans.translate.translator import Translator, load_translator
 
 __all__ = ["Translator", "TranslateReport", "load_translator"]
