@@ -78,8 +78,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(name)
     try:
         os.close(fd)
-        os.chmod(tmp, default_file_mode())  # mkstemp made it 0600; a rename would keep that
         yield tmp
+        # mkstemp made it 0600 (and some writers, safetensors among them, replace the file with
+        # their own 0600 one): set the mode open() would have given just before the rename keeps it.
+        os.chmod(tmp, default_file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

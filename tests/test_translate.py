@@ -240,3 +240,35 @@ def test_glob_and_file_inputs(run_dir, mixed_folder, tmp_path):
     t = load_translator(run_dir, device="cpu", precision="fp32")
     rep = t.translate_folder([str(src / "sub" / "*.png"), src / "rgb.jpg"], tmp_path / "o", format="webp")
     assert sorted(p.name for _, p in rep.ok) == ["gray.webp", "rgb.webp"] and not rep.failed
+
+
+def test_palette_images_translate_like_their_rgb(tmp_path):
+    # Palette (P) images, opaque and with a transparent entry, through the API and the folder path:
+    # the network sees the palette colours (composited on white where transparent), alpha comes back.
+    G = tiny_gen(6)
+    t = Translator(G, device="cpu", precision="fp32")
+    rgb = Image.fromarray(_rng_img((24, 28, 3), 13))
+    opaque = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    clear = opaque.copy()
+    clear.info["transparency"] = 0
+    (tmp_path / "in").mkdir()
+    opaque.save(tmp_path / "in" / "opaque.png")
+    clear.save(tmp_path / "in" / "clear.png", transparency=0)
+    assert Image.open(tmp_path / "in" / "clear.png").mode == "P"
+
+    seen_opaque = np.asarray(opaque.convert("RGB"))
+    rgba = clear.convert("RGBA")
+    assert 0 < (np.asarray(rgba)[..., 3] == 0).sum() < 24 * 28  # some pixels transparent, not all
+    seen_clear = np.asarray(Image.alpha_composite(Image.new("RGBA", rgba.size, (255,) * 4), rgba).convert("RGB"))
+
+    assert_translated(np.asarray(t(opaque)), seen_opaque, G, "opaque palette, API")
+    out = t(clear)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
+    assert_translated(np.asarray(out.convert("RGB")), seen_clear, G, "transparent palette, API")
+
+    rep = t.translate_folder(tmp_path / "in", tmp_path / "out")
+    assert len(rep.ok) == 2 and not rep.failed
+    assert_translated(np.asarray(Image.open(tmp_path / "out" / "opaque.png")), seen_opaque, G, "opaque palette, folder")
+    out = Image.open(tmp_path / "out" / "clear.png")
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
+    assert_translated(np.asarray(out.convert("RGB")), seen_clear, G, "transparent palette, folder")

@@ -1,4 +1,4 @@
-"""`imtrans translate` (folders of images) and `imtrans export` (TorchScript / ONNX)."""
+"""`imtrans translate` (folders of images) and `imtrans export` (ONNX / torch.export)."""
 
 from __future__ import annotations
 
@@ -101,10 +101,10 @@ def translate(
 @app.command("export")
 def export(
     model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
-    format: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt)."),
+    format: str = typer.Option(..., "--format", "-f", help="onnx, or pt2 (a torch.export program)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt2)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),
-    size: int = typer.Option(64, "--size", help="Tracing size in px (the exported axes stay dynamic)."),
+    size: int = typer.Option(64, "--size", help="Example size in px (the exported axes stay dynamic)."),
 ) -> None:
     """Export a generator with dynamic height/width and check it against eager PyTorch."""
     from imtrans.engine.checkpoint import load_generator

@@ -117,7 +117,8 @@ def assign_outputs(
     kept: the one whose extension is already the output format's (else the
     first) gets the plain name, the others keep their extension in the name
     (``x.jpg.png``) and are listed in ``renamed``.  Outputs that still meet
-    (two explicit files of the same name from different folders) are refused.
+    (two explicit files of the same name from different folders) are refused
+    with a message naming them.
     """
     dsts = [output_path(out_root, rel, suffix, fmt) for _src, rel in pairs]
     groups: dict[Path, list[int]] = collections.defaultdict(list)
@@ -130,7 +131,8 @@ def assign_outputs(
             continue
         keep = next((i for i in members if pairs[i][0].suffix.lower() in own_ext), members[0])
         for i in members:
-            if i != keep:
+            # Same name, other folder (explicit files): an extension cannot tell them apart; refused below.
+            if i != keep and pairs[i][1].name != pairs[keep][1].name:
                 dsts[i] = output_path(out_root, pairs[i][1], suffix, fmt, keep_ext=True)
                 renamed.append((pairs[i][0], dsts[i]))
     counts = collections.Counter(dsts)
