@@ -43,7 +43,6 @@ def translate(
     dist_info = distributed.env_info()
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from imtrans.translate import load_translator
 
@@ -74,11 +73,20 @@ def translate(
                 bar.update(task, completed=done, total=total, rate=f"{done / dt:.1f} img/s" if dt > 0 and done else "")
 
             report = run(on_progress=on_progress)
+    _summary(report, "imtrans translate" + (f" (rank {dist_info.rank} of {dist_info.world})" if dist_info.enabled else ""))
+    if report.failed:
+        raise typer.Exit(1)
+    console.print(f"output: {out}", highlight=False)
+
+
+def _summary(report, title: str) -> None:
+    """Renamed outputs, the result table and the failed files."""
+    from rich.markup import escape
+    from rich.table import Table
+
     for src, dst in report.renamed:
         err_console.print(f"[yellow]kept apart[/] {escape(str(src))} -> {escape(str(dst))} "
                           "(another input has the same name with another extension)", highlight=False, soft_wrap=True)
-
-    title = "imtrans translate" + (f" (rank {dist_info.rank} of {dist_info.world})" if dist_info.enabled else "")
     table = Table(title=title, show_header=True)
     table.add_column("result")
     table.add_column("images", justify="right")
@@ -94,8 +102,6 @@ def translate(
         for src, reason in report.failed:
             fails.add_row(escape(str(src)), escape(reason))
         console.print(fails)
-        raise typer.Exit(1)
-    console.print(f"output: {out}", highlight=False)
 
 
 @app.command("export")
