@@ -93,8 +93,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file + fsync + rename; the file gets the umask's mode."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:  # one descriptor for mode, data and fsync (atomic_path reopens the file: fine for big files only)
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # POSIX; elsewhere mkstemp's mode is not 0600 anyway
+                os.fchmod(f.fileno(), default_file_mode())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
