@@ -15,7 +15,7 @@ from imtrans.cli._console import console, err_console
 
 @app.command("translate")
 def translate(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (relative folders and file stems are kept)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a (CycleGAN: G or F)."),
@@ -106,7 +106,7 @@ def _summary(report, title: str) -> None:
 
 @app.command("export")
 def export(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
     format: str = typer.Option(..., "--format", "-f", help="onnx, or pt2 (a torch.export program)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt2)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),
@@ -116,7 +116,9 @@ def export(
     from imtrans.engine.checkpoint import load_generator
     from imtrans.translate.export import export_model
 
-    net = load_generator(model, direction)
+    from imtrans.zoo import resolve_model
+
+    net = load_generator(resolve_model(model, direction=direction), direction)
     res = export_model(net, out, format, size=size)
     h, w = res.check_size
     console.print(

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as st_save
 
 # atomic_write_bytes/atomic_write_text are re-exported for callers not yet moved to imtrans.atomic.
 from imtrans.atomic import atomic_path, atomic_write_bytes, atomic_write_text, default_dir_mode, fsync_dir  # noqa: F401
@@ -101,13 +102,25 @@ def save_weights(
     ``nets`` maps each network's name to the module or its ``state_dict``.
     The file is written atomically (temporary file + fsync + rename).
     """
+    tensors, metadata = _weights_layout(nets, meta)
+    _save_st(tensors, Path(path), metadata)
+    return Path(path)
+
+
+def weights_bytes(nets: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]], meta: dict[str, Any]) -> bytes:
+    """The bytes :func:`save_weights` would write (for callers that write or hash them themselves)."""
+    tensors, metadata = _weights_layout(nets, meta)
+    return st_save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+
+
+def _weights_layout(nets, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    # The weights format in one place: "<net>.<param>" keys, metadata "imtrans" = meta + format.
     weights: dict[str, torch.Tensor] = {}
     for name, net in nets.items():
         sd = net.state_dict() if isinstance(net, torch.nn.Module) else net
         for k, v in sd.items():
             weights[f"{name}.{k}"] = v
-    _save_st(weights, Path(path), {"imtrans": json.dumps(dict(meta, format=FORMAT))})
-    return Path(path)
+    return weights, {"imtrans": json.dumps(dict(meta, format=FORMAT))}
 
 
 def _save_st(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -291,7 +304,8 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
     if spec.get("pretrained"):
-        spec["pretrained"] = False  # the checkpoint carries the trained weights; never fetch again
+        # the checkpoint carries the trained weights; never fetch again (a bool for timm, a zoo name for ours)
+        spec["pretrained"] = "" if isinstance(spec["pretrained"], str) else False
     try:
         net = registry.build_spec(kind, spec)
     except CheckpointError:

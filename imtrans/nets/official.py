@@ -20,6 +20,8 @@ What the mapping does handle:
 
 * a leading ``module.`` (saved from ``nn.DataParallel``) is removed, as is
   ``_orig_mod.`` (saved from ``torch.compile``);
+* a batch-norm ``num_batches_tracked`` absent from files saved before
+  PyTorch 0.4.1 is filled with 0, as PyTorch does for such files;
 * ``running_mean`` / ``running_var`` / ``num_batches_tracked`` of
   *instance*-norm layers are dropped: older official versions created
   ``InstanceNorm2d`` with ``track_running_stats=True`` and old checkpoints
@@ -122,7 +124,14 @@ def official_to_imtrans(
     # Renaming first lets ``module`` (which has our names) pick the statistics.
     renamed = {_rename(k, rules, reverse=False): v for k, v in stripped.items()}
     drop = _instance_norm_stat_keys(renamed, module)
-    return {k: v for k, v in renamed.items() if k not in drop}
+    out = {k: v for k, v in renamed.items() if k not in drop}
+    if module is not None:
+        # Files saved before PyTorch 0.4.1 have batch-norm statistics but no step counter
+        # (e.g. the published pix2pix models); PyTorch itself fills it with 0 for such files.
+        for owner, m in module.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and f"{owner}.running_mean" in out:
+                out.setdefault(f"{owner}.num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    return out
 
 
 def imtrans_to_official(part_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -234,6 +243,25 @@ def convert_official(
     return module, sd
 
 
+def _converted(
+    pth: str | os.PathLike, part: str, params: dict[str, Any] | None, role: Optional[str], name: Optional[str]
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """``(net name, state_dict in our layout, checkpoint metadata)`` for one official network."""
+    if part not in OFFICIAL_LAYOUTS:
+        raise ImtransError(f"--part '{part}' has no official layout; choose one of {', '.join(sorted(OFFICIAL_LAYOUTS))}")
+    kind = OFFICIAL_LAYOUTS[part][0]
+    if role is not None and role != kind:
+        raise ImtransError(f"--role {role} does not match part '{part}', which is a {kind}")
+    params = dict(params or {})
+    net, sd = convert_official(pth, part, params)
+    name = name or ("G" if kind == "generator" else "D")
+    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
+    meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
+    if kind == "generator":
+        meta["translators"] = {"a2b": name}
+    return name, sd, meta
+
+
 def import_official_weights(
     pth: str | os.PathLike,
     part: str,
@@ -253,16 +281,27 @@ def import_official_weights(
     """
     from imtrans.engine.checkpoint import save_weights
 
-    if part not in OFFICIAL_LAYOUTS:
-        raise ImtransError(f"--part '{part}' has no official layout; choose one of {', '.join(sorted(OFFICIAL_LAYOUTS))}")
-    kind = OFFICIAL_LAYOUTS[part][0]
-    if role is not None and role != kind:
-        raise ImtransError(f"--role {role} does not match part '{part}', which is a {kind}")
-    params = dict(params or {})
-    net, sd = convert_official(pth, part, params)
-    name = name or ("G" if kind == "generator" else "D")
-    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
-    meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
-    if kind == "generator":
-        meta["translators"] = {"a2b": name}
+    name, sd, meta = _converted(pth, part, params, role, name)
     return save_weights(out, {name: sd}, meta)
+
+
+def imported_weights(
+    pth: str | os.PathLike,
+    part: str,
+    params: dict[str, Any],
+    role: Optional[str] = None,
+    name: Optional[str] = None,
+    extra_meta: Optional[dict[str, Any]] = None,
+) -> bytes:
+    """The bytes of the file :func:`import_official_weights` writes; ``extra_meta`` adds metadata keys (the zoo's record).
+
+    Encoded by :func:`imtrans.engine.checkpoint.weights_bytes`, the same format code as every weights file.
+    """
+    from imtrans.engine.checkpoint import weights_bytes
+
+    name, sd, meta = _converted(pth, part, params, role, name)
+    return weights_bytes({name: sd}, {**meta, **(extra_meta or {})})
+
+
+# The name this function had in the CLI module; kept for callers of that API.
+import_weights_file = import_official_weights

@@ -97,10 +97,11 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, model: str | os.PathLike, direction: str = "a2b", **kwargs) -> "Translator":
-        """Build from a run directory, checkpoint directory or ``.safetensors`` file (architecture from its metadata)."""
+        """Build from a run directory, checkpoint directory, ``.safetensors`` file or model-zoo name (architecture from its metadata)."""
         from imtrans.engine.checkpoint import load_generator
+        from imtrans.zoo import resolve_model
 
-        return cls(load_generator(model, direction), **kwargs)
+        return cls(load_generator(resolve_model(model, direction=direction), direction), **kwargs)
 
     # ------------------------------------------------------------------ core
 
@@ -246,7 +247,7 @@ def load_translator(
     precision: str = "auto",
     **kwargs,
 ) -> Translator:
-    """Load a :class:`Translator` from a run directory, checkpoint directory or ``.safetensors`` file.
+    """Load a :class:`Translator` from a run directory, checkpoint directory, ``.safetensors`` file or zoo name.
 
     ``direction`` picks the generator through the checkpoint's ``translators``
     map (CycleGAN: ``a2b`` = G, ``b2a`` = F).  Other keyword arguments go to
