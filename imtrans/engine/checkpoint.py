@@ -29,8 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as st_save
 
-# atomic_write_bytes/atomic_write_text are re-exported for callers not yet moved to imtrans.atomic.
-from imtrans.atomic import atomic_path, atomic_write_bytes, atomic_write_text, default_dir_mode, fsync_dir  # noqa: F401
+from imtrans.atomic import atomic_path, default_dir_mode, fsync_dir
 from imtrans.errors import ImtransError
 
 FORMAT = 1

@@ -1,6 +1,6 @@
 """When and what a run saves, and how it resumes: ``latest``, snapshots, ``best``.
 
-The on-disk format and the atomic writer live in :mod:`imtrans.engine.checkpoint`; this module
+The on-disk format lives in :mod:`imtrans.engine.checkpoint` (atomic writes: :mod:`imtrans.atomic`); this module
 decides *what* goes into a checkpoint of a run (weights with the part specs that rebuild them,
 the scheme's training state, RNG streams, the position in the data) and *which* checkpoint:
 ``latest`` keeps everything (exact resume), ``epoch_N`` snapshots keep weights only unless

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from torchvision.utils import make_grid
 
-from imtrans.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from imtrans.atomic import atomic_write_bytes, atomic_write_text
 from imtrans.engine.svgplot import Panel, small_multiples
 
 

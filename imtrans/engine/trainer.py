@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from imtrans import registry
+from imtrans.atomic import atomic_write_text
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine import distributed as D
 from imtrans.engine.checkpointing import CheckpointManager, Position
@@ -259,7 +260,7 @@ class Trainer:
         r, t, device, main = self.recipe, self.recipe.train, self.device, self.dist.is_main
         if main:
             ckpt.remove_stale_temp(self.run_dir / "checkpoints")  # left by a killed writer; we hold the lock
-            ckpt.atomic_write_text(self.run_dir / "recipe.resolved.toml", r.to_toml())
+            atomic_write_text(self.run_dir / "recipe.resolved.toml", r.to_toml())
         augment = registry.build_spec("augmentation", r.data.augment.as_dict()).to(device).train()
         data = TrainData(r, augment, device, self.dist)
         n_epochs = t.epochs + t.epochs_decay

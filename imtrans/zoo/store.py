@@ -119,7 +119,7 @@ def _verify_cached(name: str, weights: Path) -> None:
 
 
 def _write_record(name: str, rec: dict[str, Any]) -> None:
-    from imtrans.engine.checkpoint import atomic_write_text
+    from imtrans.atomic import atomic_write_text
 
     atomic_write_text(model_dir(name) / RECORD, json.dumps(rec, indent=2, sort_keys=True) + "\n")
 
@@ -180,7 +180,7 @@ def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
         except RefusedFileError:
             pth.unlink(missing_ok=True)
             raise
-        from imtrans.engine.checkpoint import atomic_write_bytes
+        from imtrans.atomic import atomic_write_bytes
 
         # The record goes first: weights on disk always have the checksum they must match.
         _write_record(name, {"name": name, "url": url, "source_sha256": digest,
