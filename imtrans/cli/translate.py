@@ -31,8 +31,13 @@ def translate(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Shard the inputs over N processes (torchrun)."),
+    frames_dir: bool = typer.Option(False, "--frames-dir", help="Write each video as a folder of PNG frames (OUT/<name>/000000.png) instead of a video."),
+    crf: int = typer.Option(18, "--crf", help="Video quality: 0 lossless, 18 visually lossless (default), up to 51."),
 ) -> None:
-    """Translate images with a trained generator; unreadable files are reported and skipped (exit 1)."""
+    """Translate images and videos (mp4, mov, mkv, webm, avi; GIF in, GIF out) with a trained generator.
+
+    Unreadable files are reported and skipped (exit 1).  -o is a folder, or the output file for one video.
+    """
     from imtrans import cli
     from imtrans.engine import distributed
 
@@ -45,11 +50,23 @@ def translate(
 
     from imtrans.translate import load_translator
 
+    from imtrans.translate.video import split_inputs
+
+    videos, inputs = split_inputs(inputs)  # videos and GIFs go through imtrans.translate.video
     t = load_translator(model, direction=direction, device=device, precision=precision,
                         tile=tile, overlap=overlap, size=size, batch_size=batch_size)
     err_console.print(
         f"translating with {model} ({direction}) on {t.device} at {t.precision}"
         + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False)
+    video_failed: list = []
+    if videos:
+        from imtrans.cli._video import run_videos
+
+        video_failed = run_videos(t, videos, out, suffix=suffix, frames_dir=frames_dir, crf=crf,
+                                  skip_existing=skip_existing, progress=not no_progress, images_too=bool(inputs),
+                                  rank=dist_info.rank, world=dist_info.world)
+        if not inputs:
+            raise typer.Exit(1 if video_failed else 0)
 
     def on_error(src: Path, reason: str) -> None:
         err_console.print(f"[red]failed[/] {escape(str(src))}: {escape(reason)}", highlight=False, soft_wrap=True)
@@ -93,6 +110,7 @@ def translate(
         for src, reason in report.failed:
             fails.add_row(escape(str(src)), escape(reason))
         console.print(fails)
+    if report.failed or video_failed:
         raise typer.Exit(1)
     console.print(f"output: {out}", highlight=False)
 
