@@ -25,16 +25,16 @@ def demo(
 ) -> None:
     """Serve MODEL as a web page: upload or paste an image, pick the direction, see and download the translation."""
     from imtrans.demo import DemoModel
-    from imtrans.demo.app import LOCAL_HOSTS, launch, require_gradio
+    from imtrans.demo.app import host_warning, launch, require_gradio
     from imtrans.demo.model import folder_examples
 
     require_gradio()
     m = DemoModel(model, device=device, precision=precision, tile=tile or None,
                   max_upload_mb=max_upload_mb, max_pixels=max_pixels)
     ex = folder_examples(examples, m.directions[0]) if examples is not None else None
-    if host not in LOCAL_HOSTS:
-        err_console.print(f"[bold yellow]warning:[/] the page has no authentication; binding to {host} lets anyone "
-                          "who can reach this machine use it (and its CPU/GPU)", highlight=False, soft_wrap=True)
+    warning = host_warning(host)
+    if warning:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     err_console.print(f"serving {model} ({', '.join(m.directions)}) on {m.device} at {m.precision}; Ctrl+C stops",
                       highlight=False, soft_wrap=True)
     launch(m, host=host, port=port, examples=ex)

@@ -104,6 +104,14 @@ def build_demo(model: DemoModel, examples: Optional[list[Example]] = None) -> An
     return demo
 
 
+def host_warning(host: str) -> Optional[str]:
+    """The warning to print when ``host`` exposes the page beyond this machine, else ``None``."""
+    if host in LOCAL_HOSTS:
+        return None
+    return (f"the page has no authentication; binding to {host} lets anyone who can reach this machine "
+            "use it (and its CPU/GPU)")
+
+
 def launch(
     model: DemoModel,
     *,

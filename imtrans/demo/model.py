@@ -209,7 +209,7 @@ class DemoModel:
         size = p.stat().st_size if p.is_file() else 0
         if size > self.max_upload_bytes:
             raise ImtransError(
-                f"the upload is too large ({size / 2**20:.1f} MB, limit {self.max_upload_bytes / 2**20:g} MB); "
+                f"the upload is too large ({size / 2**20:.2f} MB, limit {self.max_upload_bytes / 2**20:g} MB); "
                 "send a smaller file or start the demo with a larger --max-upload-mb"
             )
         try:  # header check first, then a full decode: one sentence per bad file
