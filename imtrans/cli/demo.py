@@ -9,6 +9,7 @@ import typer
 
 from imtrans.cli import app
 from imtrans.cli._console import err_console
+from imtrans.demo.model import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
 
 @app.command("demo")
@@ -20,8 +21,8 @@ def demo(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16."),
     tile: Optional[int] = typer.Option(512, "--tile", help="Translate uploads larger than N px in tiles (0: never tile)."),
     examples: Optional[Path] = typer.Option(None, "--examples", help="Folder of example images (default: the run's held-out images)."),
-    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest accepted upload in MB."),
-    max_pixels: int = typer.Option(40_000_000, "--max-pixels", help="Largest accepted image in pixels (decompression-bomb guard)."),
+    max_upload_mb: float = typer.Option(DEFAULT_MAX_UPLOAD_MB, "--max-upload-mb", help="Largest accepted upload in MB."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Largest accepted image in pixels (decompression-bomb guard)."),
 ) -> None:
     """Serve MODEL as a web page: upload or paste an image, pick the direction, see and download the translation."""
     from imtrans.demo import DemoModel

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from imtrans.data.imageio import IMAGE_EXTENSIONS, list_images, pil_to_uint8_tensor
+from imtrans.data.imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, pil_to_uint8_tensor
 from imtrans.errors import ImtransError
 from imtrans.translate.translator import Translator, resize_short_side
 
@@ -242,7 +242,8 @@ def translate_video(
             kind = "a GIF is written as a GIF" if is_gif else f"a video is written as one of {', '.join(VIDEO_EXTENSIONS)}"
             raise ImtransError(f"output '{dst}' has the wrong extension: {kind}; rename the output or use --frames-dir")
     t0 = time.perf_counter()
-    reader = vc.GifReader(src, translator.max_pixels) if is_gif else vc.AvReader(src, translator.max_pixels)
+    limit = getattr(translator, "max_pixels", DEFAULT_MAX_PIXELS)
+    reader = vc.GifReader(src, limit) if is_gif else vc.AvReader(src, limit)
     with reader:
         if frames_dir:
             writer: vc.Writer = vc.PngFramesWriter(dst)
