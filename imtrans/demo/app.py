@@ -23,6 +23,10 @@ from imtrans.errors import ImtransError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+# Small images (the 64 px quickstart, icons) fill the viewer, scaled without blur, instead of a tiny
+# patch in a large box; large ones are scaled down to fit as usual.
+CSS = ".imtrans-view img { width: 100% !important; height: 100% !important; object-fit: contain; image-rendering: pixelated; }"
+
 
 def require_gradio() -> Any:
     """Import Gradio or explain how to install it."""
@@ -79,9 +83,9 @@ def build_demo(model: DemoModel, examples: Optional[list[Example]] = None) -> An
         with gr.Row(equal_height=True):
             # image_mode=None: the uploaded file reaches translate() untouched, so our guards see it first
             inp = _guarded_image(gr)(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                     label="Input", format="png", height=360, value=str(first.path) if first else None)
+                                     label="Input", format="png", height=360, elem_classes=["imtrans-view"], value=str(first.path) if first else None)
             # the page opens on a worked example, so a visitor sees what the model does before uploading
-            out = gr.Image(type="pil", format="png", label="Translated", interactive=False, height=360,
+            out = gr.Image(type="pil", format="png", label="Translated", interactive=False, height=360, elem_classes=["imtrans-view"],
                            buttons=["download", "fullscreen"],
                            value=model.translate_file(first.path, first.direction) if first else None)
         with gr.Row():
@@ -130,6 +134,6 @@ def launch(
     allowed = sorted({str(Path(e.path).resolve().parent) for e in examples})
     demo.launch(
         server_name=host, server_port=port, share=False, inbrowser=False, show_error=True, quiet=quiet,
-        max_file_size=model.max_upload_bytes, allowed_paths=allowed, prevent_thread_lock=not block, ssr_mode=False,
+        max_file_size=model.max_upload_bytes, allowed_paths=allowed, prevent_thread_lock=not block, ssr_mode=False, css=CSS,
     )
     return demo
