@@ -47,9 +47,10 @@ def run_videos(
                     r = translate_video(t, src, dst, frames_dir=frames_dir, crf=crf, on_progress=on_progress)
             else:
                 r = translate_video(t, src, dst, frames_dir=frames_dir, crf=crf)
-        except ImtransError as e:
-            failed.append((src, str(e)))
-            err_console.print(f"[red]failed[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        except (ImtransError, RuntimeError, OSError) as e:  # one video's failure (bad file, encoder, memory)
+            reason = str(e) if isinstance(e, ImtransError) else f"'{src}' failed: {type(e).__name__}: {e}"
+            failed.append((src, reason))
+            err_console.print(f"[red]failed[/] {escape(reason)}", highlight=False, soft_wrap=True)
             table.add_row(escape(str(src)), "-", "-", "-", "[red]failed[/]")
             continue
         table.add_row(escape(str(r.dst)), str(r.frames), f"{r.size[0]}x{r.size[1]}", r.audio, f"{r.frames_per_second:.2f}")

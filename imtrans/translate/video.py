@@ -104,8 +104,10 @@ def split_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]
     images: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_file():
-            (videos.append((p, Path(p.name))) if is_media(p) else images.append(item))
+        if p.is_file() and is_media(p):
+            videos.append((p, Path(p.name)))
+        elif p.is_file():
+            images.append(item)
         elif p.is_dir():
             found = [(f, f.relative_to(p)) for f in _walk_media(p)]
             videos += found
@@ -118,9 +120,10 @@ def split_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]
                 images.append(item)
         else:
             images.append(item)  # the image pipeline reports missing inputs
-    seen: set[Path] = set()
-    unique = [(f, r) for f, r in videos if not (f.resolve() in seen or seen.add(f.resolve()))]
-    return unique, images
+    unique: dict[Path, tuple[Path, Path]] = {}
+    for f, r in videos:  # the same file named twice (a folder and a glob) is translated once
+        unique.setdefault(f.resolve(), (f, r))
+    return list(unique.values()), images
 
 
 def plan_jobs(
@@ -245,17 +248,22 @@ def translate_video(
     limit = getattr(translator, "max_pixels", DEFAULT_MAX_PIXELS)
     reader = vc.GifReader(src, limit) if is_gif else vc.AvReader(src, limit)
     with reader:
-        if frames_dir:
-            writer: vc.Writer = vc.PngFramesWriter(dst)
-        elif is_gif:
-            writer = vc.GifWriter(_TempTarget(dst), reader)
-        else:
-            writer = vc.AvWriter(_TempTarget(dst), reader, crf)
+        target = None if frames_dir else _TempTarget(dst)
+        writer: Optional[vc.Writer] = None
         try:
+            if target is None:
+                writer = vc.PngFramesWriter(dst)
+            elif is_gif:
+                writer = vc.GifWriter(target, reader)
+            else:
+                writer = vc.AvWriter(target, reader, crf)
             frames, size = _pump(translator, reader, writer, on_progress)
             writer.close()
         except BaseException:
-            writer.abort()
+            if writer is not None:
+                writer.abort()
+            elif target is not None:
+                target.discard()
             raise
     return VideoResult(src, dst, frames, size, reader.fps, writer.audio, time.perf_counter() - t0)
 
