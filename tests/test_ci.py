@@ -19,5 +19,5 @@ def test_ci_runs_the_readme_test_command():
 
 def test_the_command_installs_the_plugins_and_skips_slow_tests_in_parallel():
     cmd = readme_test_command()
-    for part in ("'.[dev,export]'", "-e plugins/imtrans-cut", "-e plugins/imtrans-textures", "-n auto", '-m "not slow"'):
+    for part in ("'.[dev,export,demo,video]'", "-e plugins/imtrans-cut", "-e plugins/imtrans-textures", "-n auto", '-m "not slow"'):
         assert part in cmd, part

@@ -190,7 +190,7 @@ class PngFramesWriter:
         self.folder, self.count = folder, 0
 
     def write(self, arr: np.ndarray, item: Item) -> None:
-        from imtrans.engine.checkpoint import atomic_write_bytes
+        from imtrans.atomic import atomic_write_bytes
         from imtrans.translate.io import encode_image
 
         atomic_write_bytes(self.folder / f"{self.count:06d}.png", encode_image(arr, None, "png", 95))
