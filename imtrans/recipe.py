@@ -26,7 +26,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from imtrans.errors import ImtransError, RecipeError
-from imtrans.registry import did_you_mean, get_registry
+from imtrans.registry import get_registry
+from imtrans.suggest import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -388,6 +389,9 @@ def recipe_from_dict(
         raise RecipeError(_format_errors(e, source, origin)) from None
     recipe._source = source
     if check_parts:
+        from imtrans.plugins import load_plugins
+
+        load_plugins()  # checking parts needs them registered (idempotent)
         _validate_parts(recipe, source, origin)
     return recipe
 

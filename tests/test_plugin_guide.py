@@ -138,7 +138,7 @@ def test_test_block_passes(project, fresh_plugins):
     (cmd,) = commands("test")
     assert cmd[:3] == ["python", "-m", "pytest"]
     sys.path[:0] = [str(project["site"]), str(project["project"])]
-    fresh_plugins.reset()  # load again, now with the 'installed' plugin
+    fresh_plugins.load_plugins(reload=True)  # load again, now with the 'installed' plugin
     tests = sorted((project["work"] / cmd[3]).glob("test_*.py"))
     assert tests
     ran = 0
@@ -183,7 +183,7 @@ def test_every_hook_block(tmp_path, fresh_plugins):
 
     make_dist_plugin(tmp_path, "every-hook", "every_hook", FILE_BLOCKS["every_hook.py"], ep_name="every_hook")
     sys.path.insert(0, str(tmp_path))
-    fresh_plugins.reset()
+    fresh_plugins.load_plugins(reload=True)
     info = {i.name: i for i in fresh_plugins.plugin_infos()}["every_hook"]
     assert info.error is None, info.error
     assert info.parts == {

@@ -24,6 +24,7 @@ from imtrans.engine.lock import RunLock
 from imtrans.engine.report import MetricsLog, grid_image, save_png, truncate_metrics, write_index
 from imtrans.engine.runtime import resolve_device, resolve_precision, rng_state, seed_everything, set_rng_state
 from imtrans.errors import ImtransError
+from imtrans.plugins import load_plugins
 from imtrans.recipe import PartSpec, Recipe
 
 
@@ -332,6 +333,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def fit(self) -> TrainResult:
+        load_plugins()  # an entry point: the registries are filled here, not by a lookup
         r = self.recipe
         t = r.train
         self.dist, ddp_device = D.init(t.device)

@@ -299,7 +299,7 @@ class TimmUnetGenerator(_GeneratorBase):
         self.out_channels = out_channels
         self.encoder_name = encoder
         if not timm.is_model(encoder):
-            from imtrans.registry import did_you_mean
+            from imtrans.suggest import did_you_mean
 
             raise ImtransError(
                 f"timm_unet encoder '{encoder}' is not a timm model{did_you_mean(encoder, timm.list_models())}; "

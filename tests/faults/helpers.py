@@ -67,5 +67,5 @@ class NanLoss(torch.nn.Module):
 
 @hookimpl
 def register_losses(register):
-    """This module is itself a plugin: ``plugins.register_plugin("faults", helpers)``."""
+    """This module is itself a plugin: ``plugins.load_plugins(objects={"faults": helpers})``."""
     register("nan_at_step", NanLoss)
