@@ -49,6 +49,7 @@ class NanLoss(torch.nn.Module):
     """
 
     default_weight = 1.0
+    term_kind = "translation"
 
     def __init__(self, steps: str = "3", value: str = "nan"):
         super().__init__()
