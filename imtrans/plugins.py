@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 import pluggy
 
 from imtrans import hookspecs, registry
+from imtrans.errors import ImtransWarning
 from imtrans.suggest import did_you_mean
 
 #: The plugin API version this imtrans provides.  Plugins may declare the
@@ -58,7 +59,7 @@ REGISTER_HOOKS = {
 HOOKS = (*REGISTER_HOOKS, "register_commands")
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(ImtransWarning):
     """A plugin could not be loaded and was skipped, or loaded with a problem worth fixing."""
 
 

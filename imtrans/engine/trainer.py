@@ -25,6 +25,7 @@ from imtrans.engine.report import MetricsLog, grid_image, save_png, truncate_met
 from imtrans.engine.runtime import resolve_device, resolve_precision, rng_state, seed_everything, set_rng_state
 from imtrans.errors import ImtransError
 from imtrans.plugins import load_plugins
+from imtrans.provenance import net_origin, recipe_origins
 from imtrans.recipe import PartSpec, Recipe
 
 
@@ -170,13 +171,15 @@ class Trainer:
     def _meta(self, scheme, step: int, epoch: int) -> dict[str, Any]:
         nets = {}
         for name, net in scheme.networks().items():
-            nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {})}
+            nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {}),
+                          "origin": net_origin(net)}
         return {
             "scheme": self.recipe.scheme.name,
             "step": step,
             "epoch": epoch,
             "nets": nets,
             "translators": dict(scheme.translators),
+            "parts": recipe_origins(self.recipe),  # plugin distribution + version of every part
             "recipe": self.recipe.to_toml(),
         }
 

@@ -27,14 +27,14 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from imtrans.errors import ImtransError
+from imtrans.errors import ImtransError, ImtransWarning
 
 TermKind = Literal["translation", "pixel"]
 TERM_KINDS: tuple[str, ...] = get_args(TermKind)
 CALLS = {"translation": "loss(src, out, generator)", "pixel": "loss(out, src)"}
 
 
-class TermWarning(UserWarning):
+class TermWarning(ImtransWarning):
     """An extra generator term that cannot train the generator (its value has no gradient path to it)."""
 
 
