@@ -14,6 +14,7 @@ import warnings
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from imtrans import __version__
 from imtrans.cli._console import err_console, print_error
@@ -100,15 +101,29 @@ def _load_plugins(disable: list[str], dirs: list[str], verbose: bool) -> None:
         print_error(msg)
     for info in infos:
         for msg in plugins.problems(info):
-            err_console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         if info.traceback and verbose:
             err_console.print(info.traceback, highlight=False, markup=False, soft_wrap=True)
     if verbose is False and any(i.traceback for i in infos):
         err_console.print("[dim](imtrans --verbose or IMTRANS_DEBUG=1 shows the full traceback)[/]")
 
 
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """imtrans's own warnings are messages for a person: one line, like errors, no source location."""
+    from imtrans.errors import ImtransWarning
+
+    if issubclass(category, ImtransWarning):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``imtrans`` console script and ``python -m imtrans``."""
+    warnings.showwarning = _show_warning
     from imtrans.errors import ImtransError
 
     argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
