@@ -196,7 +196,8 @@ def install(tmp_path, source=CONTRACT, dist="imtrans-contract", module="imtrans_
 def contract(tmp_path, fresh_plugins):
     """imtrans-contract installed and loaded in this process."""
     sys.path.insert(0, str(install(tmp_path)))
-    fresh_plugins.load_plugins(reload=True)
+    with pytest.warns(fresh_plugins.PluginWarning, match="'scaled' parameter 'exact'"):  # item 2, said once
+        fresh_plugins.load_plugins(reload=True)
     yield fresh_plugins
     sys.modules.pop("imtrans_contract", None)
 
@@ -370,6 +371,7 @@ def test_a_missing_plugin_is_named_with_its_pip_install(trained, contract, tmp_p
 
     recipe, run = trained
     sys.path[:] = [p for p in sys.path if "imtrans-contract" not in p]   # uninstall it
+    sys.modules.pop("imtrans_contract", None)
     contract.load_plugins(reload=True)
     hint = "pip install imtrans-contract==0.3.1"
     with pytest.raises(ImtransError, match=hint):
@@ -387,7 +389,8 @@ def test_another_installed_version_is_warned(trained, contract, tmp_path):
     sys.path[:] = [p for p in sys.path if "imtrans-contract" not in p]
     sys.modules.pop("imtrans_contract", None)
     sys.path.insert(0, str(install(tmp_path, CONTRACT.replace('"0.3.1"', '"0.4.0"'), version="0.4.0")))
-    contract.load_plugins(reload=True)
+    with pytest.warns(contract.PluginWarning):
+        contract.load_plugins(reload=True)
     with pytest.warns(ProvenanceWarning, match=r"imtrans-contract 0\.3\.1, but imtrans-contract 0\.4\.0"):
         t = load_translator(trained[1], device="cpu", precision="fp32")
     assert t.multiple == 2  # the plugin generator's size_multiple reached the translator
