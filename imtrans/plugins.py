@@ -85,6 +85,7 @@ class PluginInfo:
             "name": self.name, "source": self.source, "version": self.version,
             "distribution": self.distribution, "location": self.location, "parts": self.parts,
             "error": self.error, "disabled": self.disabled, "warnings": list(self.warnings),
+            "traceback": self.traceback,
         }
 
 

@@ -10,6 +10,9 @@ not half-way through a constructor.
 Typical use::
 
     from imtrans import registry
+    from imtrans.plugins import load_plugins
+
+    load_plugins()                  # the entry points do this; registries are empty before
     G = registry.build("generator", "resnet", n_blocks=6, ngf=32)
     registry.names("loss")          # ['cycle', 'gan', ...]
 """

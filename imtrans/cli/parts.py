@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from imtrans.cli import app
@@ -53,7 +54,12 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         table.add_column(col)
     for i in infos:
         parts = "\n".join(f"{k}: {', '.join(v)}" for k, v in i.parts.items())
-        status = "[yellow]disabled[/]" if i.disabled else (f"[red]error:[/] {i.error}" if i.error else "[green]ok[/]")
+        if i.disabled:
+            status = "[yellow]disabled[/]"
+        elif i.error:
+            status = f"[red]error:[/] {escape(i.error)}"
+        else:
+            status = "[green]ok[/]" + "".join(f"\n[yellow]warning:[/] {escape(w)}" for w in i.warnings)
         table.add_row(i.name, i.version, f"{i.source}\n{i.location}", parts, status)
     console.print(table)
 
