@@ -22,13 +22,13 @@ from imtrans.recipe import Recipe
 
 def build_parts(recipe: Recipe) -> dict[str, Any]:
     """Build the scheme (its networks and losses), the augmentation and the domains; return them by role."""
-    from imtrans.engine.trainer import _domain_specs  # where training finds its domains
+    from imtrans.engine.data import domain_specs  # where training finds its domains
 
     out: dict[str, Any] = {}
     with torch.device("meta"):
         out["scheme"] = registry.build_spec("scheme", recipe.scheme.as_dict(), recipe)
         out["augmentation"] = registry.build_spec("augmentation", recipe.data.augment.as_dict())
-    for key, (spec, split) in _domain_specs(recipe).items():  # type: ignore[misc]
+    for key, (spec, split) in domain_specs(recipe).items():  # type: ignore[misc]
         try:
             out[f"data.{key}"] = registry.build_spec("domain", spec.as_dict(), split)
         except ImtransError:
