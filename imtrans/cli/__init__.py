@@ -104,7 +104,7 @@ def _load_plugins(disable: list[str], dirs: list[str], verbose: bool) -> None:
             err_console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False, soft_wrap=True)
         if info.traceback and verbose:
             err_console.print(info.traceback, highlight=False, markup=False, soft_wrap=True)
-    if verbose is False and any(i.traceback for i in infos):
+    if not verbose and any(i.traceback for i in infos):
         err_console.print("[dim](imtrans --verbose or IMTRANS_DEBUG=1 shows the full traceback)[/]")
 
 
@@ -123,8 +123,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``imtrans`` console script and ``python -m imtrans``."""
-    warnings.showwarning = _show_warning
     from imtrans.errors import ImtransError
+
+    warnings.showwarning = _show_warning
 
     argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
     global ARGV
