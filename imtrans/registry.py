@@ -30,7 +30,7 @@ import pydantic
 from imtrans.errors import ImtransError
 from imtrans.suggest import did_you_mean
 
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme")
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained")
 
 
 class UnknownPartError(ImtransError):
@@ -271,6 +271,8 @@ def new_registries() -> dict[str, Registry]:
         "augmentation": Registry("augmentation"),
         "domain": Registry("domain", context=("split",)),
         "scheme": Registry("scheme", context=("recipe",)),
+        # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
+        "pretrained": Registry("pretrained"),
     }
 
 

@@ -311,7 +311,8 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
         raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
     # the checkpoint carries the trained weights: never fetch them again, nor need the file they came from
     if spec.get("pretrained"):
-        spec["pretrained"] = False
+        # a bool for timm, a zoo name for ours
+        spec["pretrained"] = "" if isinstance(spec["pretrained"], str) else False
     if spec.get("pretrained_file"):
         spec["pretrained_file"] = ""
     if kind in registry.KINDS:
