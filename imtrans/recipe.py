@@ -32,6 +32,7 @@ from imtrans.recipe_files import (  # noqa: F401  (re-exported: the recipe API i
     is_part_table,
     parse_override,
     read_with_extends,
+    tomllib,
 )
 from imtrans.registry import get_registry
 from imtrans.suggest import did_you_mean
