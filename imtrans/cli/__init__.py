@@ -96,7 +96,8 @@ def _load_plugins(disable: list[str], dirs: list[str], verbose: bool) -> None:
     with warnings.catch_warnings():
         # problems are printed once below, not as Python warnings
         warnings.simplefilter("ignore", plugins.PluginWarning)
-        infos = plugins.load_plugins(disable=disable, plugins_dirs=dirs)
+        # no option given: keep what is already loaded (main() called in-process, e.g. by tests)
+        infos = plugins.load_plugins(disable=disable or None, plugins_dirs=dirs or None)
     for msg in plugins.add_commands(app):
         print_error(msg)
     for info in infos:
