@@ -62,10 +62,32 @@ class ImagePool:
         self.gen.set_state(state["rng"])
 
 
+def check_channels(G: nn.Module, F: nn.Module, f_key: str, identity_weight: float) -> None:
+    """Refuse, when the scheme is built, generators whose channel counts cannot run a CycleGAN step.
+
+    F must undo G (B's channels back to A's); the identity loss feeds B images to G and A images
+    to F, so it needs equal channel counts (the official code asserts input_nc == output_nc).
+    """
+    g_in, g_out = getattr(G, "in_channels", None), getattr(G, "out_channels", None)
+    f_in, f_out = getattr(F, "in_channels", None), getattr(F, "out_channels", None)
+    if None in (g_in, g_out, f_in, f_out):
+        return  # a plugin generator that does not declare its channels meets its first batch instead
+    if (f_in, f_out) != (g_out, g_in):
+        raise ImtransError(
+            f"{f_key} maps {f_in} to {f_out} channels but F must map B's {g_out} channels back to A's {g_in}; "
+            f"add [model.generator_b] with in_channels = {g_out} and out_channels = {g_in}")
+    if identity_weight > 0 and g_in != g_out:
+        raise ImtransError(
+            f"the identity loss feeds B images to model.generator, which maps {g_in} to {g_out} channels; "
+            "set losses.identity.weight = 0 or give both domains the same number of channels")
+
+
 class CycleGAN(Scheme):
     """CycleGAN: two generators, two discriminators, adversarial + cycle + identity losses."""
 
     translators = {"a2b": "G", "b2a": "F"}
+    sample_labels = (("A: input", "G(A): translated", "F(G(A)): reconstructed"),
+                     ("B: input", "F(B): translated", "G(F(B)): reconstructed"))
 
     def __init__(
         self,
@@ -86,6 +108,8 @@ class CycleGAN(Scheme):
         self.gan, self.w_gan = self.build_loss("gan")
         self.cycle, w_cycle = self.build_loss("cycle")
         self.idt, self.lambda_idt = self.build_loss("identity")
+        check_channels(self.nets["G"], self.nets["F"], "model.generator_b" if m.generator_b else "model.generator",
+                       self.lambda_idt)
         # lambda_A/B default to the cycle weight (official: --lambda_A 10 --lambda_B 10)
         self.lambda_A = w_cycle if lambda_A is None else lambda_A
         self.lambda_B = w_cycle if lambda_B is None else lambda_B
