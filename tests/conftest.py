@@ -32,19 +32,23 @@ def autograd_left_on(request):
         pytest.fail(f"{request.node.nodeid} left autograd disabled; use `with torch.no_grad():` instead", pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _plugins_loaded():
+    """Tests build parts directly, so they start where every entry point starts: plugins loaded."""
+    from imtrans.plugins import load_plugins
+
+    load_plugins()
+
+
 @pytest.fixture
 def fresh_plugins():
-    """Reload plugins before and after a test that changes what is installed."""
+    """For a test that changes what is installed: reload the plugins afterwards, as they were."""
     from imtrans import plugins
 
     saved_path = list(sys.path)
-    saved = (set(plugins._state.disabled), list(plugins._state.plugin_dirs), list(plugins._state.extra_plugins))
-    plugins.reset()
     yield plugins
     sys.path[:] = saved_path
-    plugins._state.disabled, plugins._state.plugin_dirs, plugins._state.extra_plugins = (
-        set(saved[0]), list(saved[1]), list(saved[2]))
-    plugins.reset()
+    plugins.load_plugins(reload=True)
 
 
 def make_dist_plugin(tmp: Path, dist: str, module: str, source: str, ep_name: str | None = None, version: str = "0.1") -> Path:

@@ -44,8 +44,9 @@ def cut_plugin():
             added = True
         import imtrans_cut.plugin
 
-        plugins.register_plugin("cut", imtrans_cut.plugin)
+        plugins.load_plugins(objects={"cut": imtrans_cut.plugin}, reload=True)
     yield
+    plugins.load_plugins(reload=True)
     if added:
         sys.path.remove(str(CUT_SRC))
 

@@ -108,8 +108,11 @@ def test_shipped_recipes_validate(recipe):
     assert r.scheme.name
 
 
+SYNTHETIC = '[data.a]\nname = "synthetic"\nside = "a"\ncount = 4\n[data.b]\nname = "synthetic"\nside = "b"\ncount = 4\n'
+
+
 def test_cli_check_prints_resolved_recipe_and_errors_without_traceback(tmp_path):
-    p = write(tmp_path, "r.toml", BASE)
+    p = write(tmp_path, "r.toml", BASE + SYNTHETIC)  # `check` builds every part, the domains too
     ok = run_cli("check", str(p), "--set", "train.epochs=7")
     assert ok.returncode == 0, ok.stderr
     assert "epochs = 7" in ok.stdout and "is valid" in ok.stdout

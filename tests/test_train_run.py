@@ -65,7 +65,10 @@ def test_run_dir_outputs(tmp_path):
     # snapshot every epoch, and the metadata rebuilds the networks without the recipe
     assert (run / "checkpoints" / "epoch_0001" / ckpt.WEIGHTS).exists()
     meta = ckpt.read_meta(run)
-    assert meta["nets"]["G"] == {"kind": "generator", "spec": {**meta["nets"]["G"]["spec"], "name": "resnet", "ngf": 4, "n_blocks": 1}}
+    import imtrans
+
+    assert meta["nets"]["G"] == {"kind": "generator", "spec": {**meta["nets"]["G"]["spec"], "name": "resnet", "ngf": 4, "n_blocks": 1},
+                                 "origin": {"plugin": "builtin", "dist": "imtrans", "version": imtrans.__version__}}
     G = ckpt.build_net_from_meta(run, "G")
     assert sum(p.numel() for p in G.parameters()) > 0
 

@@ -104,7 +104,7 @@ def zoo(tmp_path, monkeypatch, server, fresh_plugins):
 
     plugin = types.ModuleType("zoo_test_plugin")
     plugin.register_pretrained = register_pretrained
-    fresh_plugins.register_plugin("zoo_test_plugin", plugin)
+    fresh_plugins.load_plugins(objects={"zoo_test_plugin": plugin}, reload=True)
     store._verified.clear()
     return {"server": server, "good": good, "home": tmp_path / "home" / "pretrained"}
 

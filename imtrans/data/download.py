@@ -19,7 +19,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from imtrans.errors import ImtransError
-from imtrans.registry import did_you_mean
+from imtrans.suggest import did_you_mean
 
 log = logging.getLogger("imtrans.data")
 

@@ -302,9 +302,17 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
             raise TypeError("kind and spec.name must be strings")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
+    # the checkpoint carries the trained weights: never fetch them again, nor need the file they came from
     if spec.get("pretrained"):
-        # the checkpoint carries the trained weights; never fetch again (a bool for timm, a zoo name for ours)
+        # a bool for timm, a zoo name for ours
         spec["pretrained"] = "" if isinstance(spec["pretrained"], str) else False
+    if spec.get("pretrained_file"):
+        spec["pretrained_file"] = ""
+    if kind in registry.KINDS:
+        from imtrans.provenance import check_origin
+
+        # a part whose plugin is missing: name the distribution to install (recorded at training)
+        check_origin(kind, spec["name"], info.get("origin"), f"{path} (network '{net_name}')")
     try:
         net = registry.build_spec(kind, spec)
     except CheckpointError:

@@ -253,4 +253,7 @@ def load_translator(
     map (CycleGAN: ``a2b`` = G, ``b2a`` = F).  Other keyword arguments go to
     :class:`Translator` (``tile``, ``overlap``, ``size``, ``batch_size``).
     """
+    from imtrans.plugins import load_plugins
+
+    load_plugins()  # an entry point: the checkpoint's parts may come from plugins
     return Translator.from_checkpoint(model, direction, device=device, precision=precision, **kwargs)

@@ -38,8 +38,10 @@ _verified: set[tuple[str, int, int]] = set()
 
 
 def registry():
+    from imtrans.plugins import load_plugins
     from imtrans.registry import get_registry
 
+    load_plugins()  # the zoo is an entry point too: its catalogue comes from plugins (idempotent)
     return get_registry("pretrained")
 
 
@@ -50,7 +52,7 @@ def names() -> list[str]:
 
 def get(name: str) -> Pretrained:
     """The catalogue entry ``name``; an unknown name suggests the closest ones."""
-    from imtrans.registry import suggest
+    from imtrans.suggest import suggest
 
     reg = registry()
     if name not in reg:
@@ -217,7 +219,7 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
             )
         return ensure(text, progress=progress)
     if _PLAIN.fullmatch(text) and not Path(text).suffix:
-        from imtrans.registry import suggest
+        from imtrans.suggest import suggest
 
         close = suggest(text, names())
         hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
