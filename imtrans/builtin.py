@@ -54,3 +54,10 @@ def register_schemes(register):
     from imtrans.schemes import SCHEMES
 
     _register_all(register, SCHEMES)
+
+
+@hookimpl
+def register_feature_extractors(register):
+    from imtrans.eval.features import FEATURE_EXTRACTORS
+
+    _register_all(register, FEATURE_EXTRACTORS)

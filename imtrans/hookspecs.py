@@ -55,5 +55,10 @@ def register_schemes(register):
 
 
 @hookspec
+def register_feature_extractors(register):
+    """Register feature extractors for FID/KID (``imtrans.eval.FeatureExtractor`` subclasses)."""
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the ``imtrans`` CLI; ``app`` is the root ``typer.Typer``."""

@@ -27,7 +27,9 @@ import pydantic
 
 from imtrans.errors import ImtransError
 
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme")
+KINDS: tuple[str, ...] = (
+    "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "feature_extractor",
+)
 
 
 class UnknownPartError(ImtransError):
@@ -238,6 +240,7 @@ _REGISTRIES: dict[str, Registry] = {
     "augmentation": Registry("augmentation"),
     "domain": Registry("domain", context=("split",)),
     "scheme": Registry("scheme", context=("recipe",)),
+    "feature_extractor": Registry("feature_extractor"),
 }
 
 

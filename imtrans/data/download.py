@@ -63,8 +63,12 @@ def _progress(enabled: bool, name: str):
     )
 
 
-def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> None:
-    """Stream ``url`` into ``part``, resuming from its current size with an HTTP Range request."""
+def fetch_url(url: str, part: Path, name: str, progress: bool, timeout: float) -> None:
+    """Stream ``url`` into ``part``, resuming from its current size with an HTTP Range request.
+
+    Shared by the data set and pretrained-model downloads; failures are :class:`ImtransError`
+    and leave ``part`` in place so the next call resumes.
+    """
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "imtrans-download"}
     if have:
@@ -77,7 +81,7 @@ def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> N
             # The server cannot serve the range: the partial file is stale or
             # already longer than the resource.  Start over from zero.
             part.unlink()
-            return _fetch(url, part, name, progress, timeout)
+            return fetch_url(url, part, name, progress, timeout)
         raise ImtransError(f"downloading '{url}' failed: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -96,7 +100,7 @@ def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> N
             elif m:
                 resp.close()
                 part.unlink()
-                return _fetch(url, part, name, progress, timeout)
+                return fetch_url(url, part, name, progress, timeout)
         elif have:
             log.info("server ignored the Range request for %s; restarting the download", url)
         length = resp.headers.get("Content-Length")
@@ -219,7 +223,7 @@ def download_dataset(
     zip_path = root / f"{name}.zip"
     if not zip_path.exists():
         part = root / f"{name}.zip.part"
-        _fetch(url, part, name, progress, timeout)
+        fetch_url(url, part, name, progress, timeout)
         os.replace(part, zip_path)  # atomic: a .zip on disk is always complete
     dest = _extract(zip_path, root, name)
     zip_path.unlink()
