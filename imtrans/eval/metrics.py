@@ -126,8 +126,9 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
 
 def fid_from_features(f1: np.ndarray, f2: np.ndarray) -> float:
     """FID between two feature matrices ``[N, dim]`` (warns when a covariance cannot be full rank)."""
-    warn_rank(len(f1), len(f2), np.asarray(f1).shape[-1])
-    return frechet_distance(FeatureStats.from_features(f1, "first set"), FeatureStats.from_features(f2, "second set"))
+    a, b = FeatureStats.from_features(f1, "first set"), FeatureStats.from_features(f2, "second set")
+    warn_rank(a.n, b.n, a.mu.shape[0])
+    return frechet_distance(a, b)
 
 
 def warn_rank(n1: int, n2: int, dim: int) -> None:
