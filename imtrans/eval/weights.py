@@ -113,7 +113,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
     if not download:
         raise ImtransError(_offline_message(dest, "downloads are off"))
     try:
-        download_weights(dest, url=url, progress=progress)
+        download_weights(dest, url=url, sha256=FID_WEIGHTS_SHA256, progress=progress)
     except ImtransError as e:
         if "sha256" in str(e):
             raise
