@@ -37,7 +37,9 @@ def eval_(
     import warnings
 
     from imtrans.eval import build_extractor, evaluate_run
+    from imtrans.eval.evaluate import check_sources
 
+    check_sources(run, real, fake, data)
     params = {"resize": resize} if extractor == "inception_v3_fid" else {}
     if weights is not None:
         params["weights"] = weights

@@ -239,16 +239,19 @@ def fid_kid_for_run(
     max_images: Optional[int] = None,
     batch_size: int = 16,
     device: torch.device | str = "cpu",
+    **options: Any,
 ) -> dict[str, Any]:
     """FID/KID of ``translate`` applied to the ``source`` domain against the ``real`` domain (trainer hook).
 
     ``translate`` maps a list of same-size ``uint8 [C, H, W]`` tensors to
     ``[H, W, C]`` uint8 arrays (``Translator.translate_batch`` does).  Returns
-    ``{"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor"...}``.
+    ``{"fid", "kid_mean", "kid_std", "n_real", "n_fake", "extractor"...}``; ``options`` go to
+    :func:`evaluate_sets` (``kid_subsets``, ``use_cache``...).
     """
     src = ImageSource(source, repr(source), limit=max_images)
     ref = ImageSource(real, repr(real), limit=max_images)
-    res = evaluate_sets(ref, translated(src, translate), extractor, batch_size=batch_size, device=device)
+    res = evaluate_sets(ref, translated(src, translate), extractor, batch_size=batch_size, device=device, **options)
+    res.skipped = list(src.skipped) + res.skipped
     return res.as_dict()
 
 
@@ -294,6 +297,14 @@ def held_out_domains(run: str | Path, direction: str, data_root: Optional[str | 
     return side(src), side(dst)
 
 
+def check_sources(run: Any, real: Any, fake: Any, data_root: Any) -> None:
+    """One clear error when the arguments name no translated images or no real ones."""
+    if fake is None and run is None:
+        raise ImtransError("give a RUN to translate the held-out split, or --fake DIR with translated images")
+    if real is None and run is None and data_root is None:
+        raise ImtransError("--fake DIR needs --real DIR (or --data ROOT, or a RUN whose recipe names the split)")
+
+
 def evaluate_run(
     run: Optional[str | Path],
     direction: str = "a2b",
@@ -318,13 +329,10 @@ def evaluate_run(
     """
     from imtrans.engine.runtime import resolve_device
 
+    check_sources(run, real, fake, data_root)
     dev = resolve_device(device)
     extractor = extractor or build_extractor()
-    if fake is None and run is None:
-        raise ImtransError("give a RUN to translate the held-out split, or --fake DIR with translated images")
     need_split = real is None or fake is None
-    if need_split and run is None and data_root is None:
-        raise ImtransError("--real DIR needs --fake DIR too (or give a RUN)")
     src_dom = dst_dom = None
     if need_split:
         src_dom, dst_dom = held_out_domains(run, direction, data_root)

@@ -117,8 +117,9 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
     except ImtransError as e:
         if "sha256" in str(e):
             raise
-        found = re.findall(r"\(([^()]*)\)", str(e))
-        raise ImtransError(_offline_message(dest, f"the download failed ({found[-1] if found else e})")) from None
+        # "downloading 'URL' failed (reason); ..." -> "failed (reason)": the URL is named once, below.
+        reason = re.sub(r"^downloading '.*?' ", "", str(e).split(";")[0])
+        raise ImtransError(_offline_message(dest, f"the download {reason}")) from None
     return dest, FID_WEIGHTS_SHA256
 
 
