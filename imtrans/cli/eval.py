@@ -27,7 +27,7 @@ def eval_(
     size: Optional[int] = typer.Option(None, "--size", help="Resize the short side of real and source images to N px first."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="Translation precision: auto, fp32, bf16 or fp16."),
-    feature_precision: str = typer.Option("fp32", "--feature-precision", help="fp32 (standard) or bf16 (faster, within 0.5%)."),
+    feature_precision: str = typer.Option("fp32", "--feature-precision", help="fp32 (standard) or bf16 (check it against fp32 before trusting its numbers; see docs/eval.md)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per feature-extractor forward pass."),
     kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID: number of random subsets."),
     kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="KID: images per subset (capped at the set sizes)."),

@@ -76,16 +76,20 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def _svg_plot(records: list[dict[str, Any]], width: int = 720, height: int = 260) -> str:
-    """Loss curves as inline SVG (no plotting dependency)."""
-    train = [r for r in records if r.get("kind") == "train"]
+def _svg_plot(records: list[dict[str, Any]], width: int = 720, height: int = 260, kind: str = "train",
+              field: str = "losses", prefix: str = "") -> str:
+    """Curves of ``record[field][key]`` over steps as inline SVG (no plotting dependency).
+
+    Defaults: the training losses; ``kind="eval", field="metrics", prefix="fid_"`` plots FID.
+    """
+    train = [r for r in records if r.get("kind") == kind and any(k.startswith(prefix) for k in r.get(field, {}))]
     if not train:
         return "<p>No training metrics yet.</p>"
-    keys = [k for k in train[-1]["losses"]]
+    keys = list(dict.fromkeys(k for r in train for k in r[field] if k.startswith(prefix)))
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
     xs = [r["step"] for r in train]
     x0, x1 = min(xs), max(xs) or 1
-    vals = [v for r in train for v in r["losses"].values() if v == v and abs(v) < 1e6]
+    vals = [v for r in train for k, v in r[field].items() if k in keys and v == v and abs(v) < 1e6]
     y0, y1 = (min(vals), max(vals)) if vals else (0.0, 1.0)
     if y1 - y0 < 1e-9:
         y1 = y0 + 1
@@ -98,7 +102,7 @@ def _svg_plot(records: list[dict[str, Any]], width: int = 720, height: int = 260
 
     lines, legend = [], []
     for i, k in enumerate(keys):
-        pts = [px(r["step"], r["losses"][k]) for r in train if k in r["losses"] and r["losses"][k] == r["losses"][k]]
+        pts = [px(r["step"], r[field][k]) for r in train if k in r[field] and r[field][k] == r[field][k]]
         c = colors[i % len(colors)]
         lines.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{" ".join(pts)}"/>')
         legend.append(f'<span style="color:{c}">&#9632; {html.escape(k)}</span>')
@@ -121,6 +125,8 @@ def write_index(run_dir: Path, title: str) -> None:
         f"<tr><td>{r['step']}</td>" + "".join(f"<td>{html.escape(k)} = {v:.4f}</td>" for k, v in r["metrics"].items()) + "</tr>"
         for r in evals
     )
+    has_fid = any(k.startswith("fid_") for r in evals for k in r["metrics"])
+    fid_plot = _svg_plot(records, kind="eval", field="metrics", prefix="fid_") if has_fid else ""
     imgs = "".join(
         f'<figure><figcaption>{html.escape(p.stem)}</figcaption><img src="samples/{html.escape(p.name)}"></figure>'
         for p in samples
@@ -130,7 +136,7 @@ def write_index(run_dir: Path, title: str) -> None:
 </head><body><h1>{html.escape(title)}</h1>
 <p>Sample rows: a | G(a) | F(G(a)) and b | F(b) | G(F(b)).</p>
 <h2>Losses</h2>{_svg_plot(records)}
-<h2>Evaluation</h2><table>{ev_rows or "<tr><td>none yet</td></tr>"}</table>
+<h2>Evaluation</h2>{fid_plot}<table>{ev_rows or "<tr><td>none yet</td></tr>"}</table>
 <h2>Samples</h2>{imgs}
 </body></html>"""
     atomic_write_text(run_dir / "index.html", page)
