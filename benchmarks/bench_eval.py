@@ -28,8 +28,6 @@ from pathlib import Path
 
 
 def _images(folder: Path, n: int):
-    import torch
-
     from imtrans.data.imageio import list_images, open_rgb, pil_to_uint8_tensor
 
     paths = list_images(folder)[:n]
