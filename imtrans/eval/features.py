@@ -133,12 +133,16 @@ def inception_v3_fid(weights: Optional[str] = None, resize: ResizeMode = "clean"
     its numbers mean nothing).  ``resize``: ``clean`` (clean-fid, antialiased)
     or ``legacy_pytorch`` (pytorch-fid's bilinear).
     """
-    from imtrans.eval.weights import load_inception_weights
+    from imtrans.eval.weights import load_inception_weights, resolve_weights
 
-    net = FIDInceptionV3()
-    if weights == "random":
+    path = None if weights == "random" else resolve_weights(weights, download=download)[0]
+    # Layer construction draws initial weights from the global RNG; a trainer building this
+    # extractor mid-run must not see its random streams move (exact resume), so fork them.
+    with torch.random.fork_rng(devices=[]):
+        net = FIDInceptionV3()
+    if path is None:
         return InceptionFeatures(net.random_init(0), "random-init", resize)
-    return InceptionFeatures(net, load_inception_weights(net, weights, download=download), resize)
+    return InceptionFeatures(net, load_inception_weights(net, path, download=download), resize)
 
 
 FEATURE_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {"inception_v3_fid": inception_v3_fid}
