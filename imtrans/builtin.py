@@ -61,3 +61,7 @@ def register_feature_extractors(register):
     from imtrans.eval.features import FEATURE_EXTRACTORS
 
     _register_all(register, FEATURE_EXTRACTORS)
+def register_pretrained(register):
+    from imtrans.zoo.catalogue import PRETRAINED
+
+    _register_all(register, PRETRAINED)

@@ -46,6 +46,7 @@ REGISTER_HOOKS = {
     "register_domains": "domain",
     "register_schemes": "scheme",
     "register_feature_extractors": "feature_extractor",
+    "register_pretrained": "pretrained",
 }
 
 

@@ -28,7 +28,7 @@ import pydantic
 from imtrans.errors import ImtransError
 
 KINDS: tuple[str, ...] = (
-    "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "feature_extractor",
+    "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained", "feature_extractor",
 )
 
 
@@ -241,6 +241,8 @@ _REGISTRIES: dict[str, Registry] = {
     "domain": Registry("domain", context=("split",)),
     "scheme": Registry("scheme", context=("recipe",)),
     "feature_extractor": Registry("feature_extractor"),
+    # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
+    "pretrained": Registry("pretrained"),
 }
 
 

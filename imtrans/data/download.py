@@ -51,6 +51,7 @@ def _progress(enabled: bool, name: str):
     """A rich progress bar, or a do-nothing stand-in when disabled."""
     if not enabled:
         return None
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     return Progress(
@@ -60,6 +61,7 @@ def _progress(enabled: bool, name: str):
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=False,
+        console=Console(stderr=True),  # stdout stays for results (`imtrans pretrained path` prints a path)
     )
 
 
