@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from imtrans.eval.weights import eval_home
+from imtrans.zoo.fetch import sha256_file
 
 log = logging.getLogger("imtrans.eval")
 
@@ -37,14 +38,6 @@ FORMAT = 1
 
 def stats_dir() -> Path:
     return eval_home() / "stats"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def set_fingerprint(domain: Any) -> Optional[str]:
@@ -56,7 +49,7 @@ def set_fingerprint(domain: Any) -> Optional[str]:
         for p in paths:
             p = Path(p)
             try:
-                digest = _file_sha256(p)
+                digest = sha256_file(p)
             except OSError:
                 digest = "unreadable"  # the set's result will list it as skipped; still a stable key
             h.update(Path(p).relative_to(root).as_posix().encode() + b"\0" + digest.encode() + b"\n")

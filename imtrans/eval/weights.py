@@ -17,10 +17,8 @@ Offline, the error says in one sentence where to put the file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import sys
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -40,48 +38,31 @@ class WeightsWarning(UserWarning):
 
 
 def eval_home() -> Path:
-    """``$IMTRANS_HOME/eval``, else the platform cache folder's ``imtrans/eval``."""
+    """``$IMTRANS_HOME/eval``, else the platform cache folder's ``imtrans/eval`` (the zoo's neighbour)."""
+    from imtrans.zoo.fetch import platform_cache_dir
+
     home = os.environ.get(HOME_ENV)
-    if home:
-        return Path(home).expanduser() / "eval"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "imtrans" / "eval"
+    return (Path(home).expanduser() if home else platform_cache_dir() / "imtrans") / "eval"
 
 
 def cached_weights_path() -> Path:
     return eval_home() / "weights" / FID_WEIGHTS_FILE
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download_weights(dest: Path, url: str = FID_WEIGHTS_URL, sha256: str = FID_WEIGHTS_SHA256,
                      progress: bool = True, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` into ``dest`` through ``dest.part`` (resumed if present); rename only a verified file."""
-    from imtrans.data.download import fetch_url
+    """Fetch ``url`` into ``dest`` (resumable, sha256-checked before the rename; the zoo's downloader)."""
+    from imtrans.zoo.fetch import download
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    fetch_url(url, part, dest.name, progress, timeout)
-    digest = sha256_file(part)
-    if digest != sha256:
-        part.unlink(missing_ok=True)
-        raise ImtransError(
-            f"the file downloaded from '{url}' has sha256 {digest}, not the published {sha256}; "
-            "it was deleted: run again, or download it by hand and pass --weights FILE"
-        )
-    os.replace(part, dest)
+    download(url, dest, label=dest.name, sha256=sha256, progress=progress, timeout=timeout)
     return dest
+
+
+def _sha256(path: Path) -> str:
+    from imtrans.zoo.fetch import sha256_file
+
+    return sha256_file(path)
 
 
 def _offline_message(dest: Path, reason: str) -> str:
@@ -96,7 +77,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
         p = Path(path).expanduser()
         if not p.is_file():
             raise ImtransError(f"FID weights file '{p}' does not exist; give the path of {FID_WEIGHTS_FILE}")
-        digest = sha256_file(p)
+        digest = _sha256(p)
         if digest != FID_WEIGHTS_SHA256:
             warnings.warn(
                 f"'{p}' is not the published {FID_WEIGHTS_FILE} (sha256 {digest[:12]}...); its FID/KID are "
@@ -105,7 +86,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
         return p, digest
     dest = cached_weights_path()
     if dest.is_file():
-        digest = sha256_file(dest)
+        digest = _sha256(dest)
         if digest != FID_WEIGHTS_SHA256:
             raise ImtransError(f"the cached FID weights '{dest}' have sha256 {digest}, not the published "
                                f"{FID_WEIGHTS_SHA256}; delete the file and run again")
