@@ -55,6 +55,7 @@ REGISTER_HOOKS = {
     "register_augmentations": "augmentation",
     "register_domains": "domain",
     "register_schemes": "scheme",
+    "register_feature_extractors": "feature_extractor",
     "register_pretrained": "pretrained",
 }
 HOOKS = (*REGISTER_HOOKS, "register_commands")

@@ -115,8 +115,14 @@ class TrainConfig(_Strict):
     snapshot_state: bool = Field(
         False, description="Snapshots keep the training state too (exact resume from them); default: weights only."
     )
-    eval_every: int = Field(0, ge=0, description="Steps between ground-truth evaluations (0: epoch ends).")
-    eval_images: int = Field(32, ge=1)
+    eval_every: int = Field(0, ge=0, description="Steps between evaluations (0: epoch ends).")
+    eval_images: int = Field(32, ge=1, description="Held-out images per ground-truth evaluation.")
+    eval_fid: bool = Field(True, description="FID/KID on the held-out split when the extractor's weights are available.")
+    eval_features: PartSpec = Field(
+        default_factory=lambda: PartSpec(name="inception_v3_fid"),
+        description="Feature extractor for FID/KID (weights are never downloaded during a run).",
+    )
+    eval_fid_images: Optional[int] = Field(None, ge=2, description="Held-out images per FID/KID (default: all).")
 
 
 class OutputConfig(_Strict):
@@ -262,6 +268,8 @@ def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None
     for k in ("a", "b", "test_a", "test_b"):
         check("domain", getattr(recipe.data, k), f"data.{k}")
     check("augmentation", recipe.data.augment, "data.augment")
+    if recipe.train.eval_fid:
+        check("feature_extractor", recipe.train.eval_features, "train.eval_features")
     for term, spec in recipe.losses.items():
         check("loss", spec, f"losses.{term}")
 

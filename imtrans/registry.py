@@ -30,7 +30,9 @@ import pydantic
 from imtrans.errors import ImtransError
 from imtrans.suggest import did_you_mean
 
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained")
+KINDS: tuple[str, ...] = (
+    "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained", "feature_extractor",
+)
 
 
 class UnknownPartError(ImtransError):
@@ -271,6 +273,7 @@ def new_registries() -> dict[str, Registry]:
         "augmentation": Registry("augmentation"),
         "domain": Registry("domain", context=("split",)),
         "scheme": Registry("scheme", context=("recipe",)),
+        "feature_extractor": Registry("feature_extractor"),
         # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
         "pretrained": Registry("pretrained"),
     }

@@ -295,9 +295,11 @@ class Trainer:
         ckpts.log = log
         if not data.held_out:
             notes.append("no held-out split (testA/testB) found: samples and evaluation use training images")
-        for n in notes:
+        evaluator = Evaluator(data.domains, augment, device, t.eval_images, fid_images=t.eval_fid_images,
+                              features=t.eval_features.as_dict() if t.eval_fid and main else None)
+        for n in notes + evaluator.notes:
             log.note(n)
-        run = _Run(scheme, data, log, ckpts, Evaluator(data.domains, augment, device, t.eval_images),
+        run = _Run(scheme, data, log, ckpts, evaluator,
                    StopFlag(self.handle_signals, self.dist, t.log_every, device), pos, total, n_epochs,
                    (data.sample_batch("a"), data.sample_batch("b")), last_log_step=pos.step,
                    start_step=pos.step)
