@@ -98,7 +98,7 @@ def _rgb(arr: np.ndarray) -> torch.Tensor:
 def _save_png(arr: np.ndarray, dest: Path) -> None:
     from PIL import Image
 
-    from imtrans.engine.checkpoint import atomic_write_bytes
+    from imtrans.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).save(buf, format="PNG")

@@ -83,7 +83,7 @@ def load_features(key: str) -> Optional[np.ndarray]:
 def save_features(key: str, feats: np.ndarray, meta: dict[str, Any]) -> Path:
     from safetensors.torch import save
 
-    from imtrans.engine.checkpoint import atomic_write_bytes
+    from imtrans.atomic import atomic_write_bytes
 
     path = stats_dir() / f"{key}.safetensors"
     data = save({"features": torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))},
