@@ -92,22 +92,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
     def _build_data(self, augment) -> tuple[Any, Any, dict[str, Any]]:
-        from imtrans.data.unpaired import EpochSampler, UnpairedDataset
+        from imtrans.data.paired import build_paired, scheme_is_paired
+        from imtrans.data.unpaired import EpochSampler
 
-        specs = _domain_specs(self.recipe)
-        domains: dict[str, Any] = {}
-        for key, val in specs.items():
-            spec, split = val  # type: ignore[misc]
-            try:
-                domains[key] = registry.build_spec("domain", spec.as_dict(), split)
-            except ImtransError:
-                if key.startswith("test"):
-                    domains[key] = None  # no held-out split: samples come from training images
-                    continue
-                raise
         t = self.recipe.train
-        ds = UnpairedDataset(domains["a"], domains["b"], augment.prepare, augment.prepare,
-                             seed=t.seed, cache=self.recipe.data.cache)
+        if scheme_is_paired(self.recipe):  # pix2pix-style: batch["a"][i] and batch["b"][i] are one pair
+            ds, domains = build_paired(self.recipe, augment.prepare)
+        else:
+            ds, domains = self._build_unpaired(augment)
         bs = self.recipe.data.batch_size
         if len(ds) < bs:
             raise ImtransError(f"the data has {len(ds)} images, fewer than data.batch_size = {bs}; lower data.batch_size")
@@ -129,6 +121,24 @@ class Trainer:
             prefetch_factor=4 if workers > 0 else None,
         )
         return ds, loader, domains
+
+    def _build_unpaired(self, augment) -> tuple[Any, dict[str, Any]]:
+        from imtrans.data.unpaired import UnpairedDataset
+
+        specs = _domain_specs(self.recipe)
+        domains: dict[str, Any] = {}
+        for key, val in specs.items():
+            spec, split = val  # type: ignore[misc]
+            try:
+                domains[key] = registry.build_spec("domain", spec.as_dict(), split)
+            except ImtransError:
+                if key.startswith("test"):
+                    domains[key] = None  # no held-out split: samples come from training images
+                    continue
+                raise
+        ds = UnpairedDataset(domains["a"], domains["b"], augment.prepare, augment.prepare,
+                             seed=self.recipe.train.seed, cache=self.recipe.data.cache)
+        return ds, domains
 
     def _next_batch(self, it):
         try:
@@ -282,6 +292,15 @@ class Trainer:
             set_rng_state(mine["rng"])
         return st
 
+    def _augment_batch(self, augment, batch: dict[str, Any], paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Device-side augmentation; a pair's two halves share one crop and flip."""
+        from imtrans.augment import to_model_range
+
+        a, b = to_model_range(batch["a"], self.device), to_model_range(batch["b"], self.device)
+        if paired:
+            return augment(a, b)
+        return augment(a), augment(b)
+
     @torch.no_grad()
     def evaluate(self, scheme, domains: dict[str, Any], augment) -> dict[str, float]:
         """Ground-truth translation error on held-out images whose counterpart is known.
@@ -291,6 +310,13 @@ class Trainer:
         """
         from imtrans.augment import to_model_range
 
+        if getattr(scheme, "paired", False):
+            from imtrans.engine.paired_eval import paired_metrics
+
+            if domains.get("test_a") is None:
+                return {}
+            run = getattr(scheme, "test_forward", None) or scheme.translator("a2b")
+            return paired_metrics(run, domains["test_a"], augment, self.device, self.recipe.train.eval_images)
         out: dict[str, float] = {}
         for side, direction in (("test_a", "a2b"), ("test_b", "b2a")):
             dom = domains.get(side)
@@ -356,7 +382,6 @@ class Trainer:
             return self._fit(precision_mode)
 
     def _fit(self, precision_mode: str) -> TrainResult:
-        from imtrans.augment import to_model_range
         from imtrans.schemes.base import Precision
 
         r, t, run_dir, device = self.recipe, self.recipe.train, self.run_dir, self.device
@@ -383,7 +408,9 @@ class Trainer:
             scheme.distribute(lambda net: D.wrap(net, device), self.dist.rank)
         first = self._next_batch(iter(DataLoader(ds, batch_size=r.data.batch_size,
                                                  sampler=[(0, i) for i in range(r.data.batch_size)])))
-        scheme.setup({k: augment(to_model_range(first[k], device)) for k in ("a", "b")})
+        paired = bool(getattr(ds, "paired", False))
+        a0, b0 = self._augment_batch(augment, first, paired)
+        scheme.setup({"a": a0, "b": b0})
         if self.dist.enabled:
             D.broadcast_module(scheme)  # parameters created lazily in setup (e.g. loss heads) start equal
         if t.compile:
@@ -453,8 +480,7 @@ class Trainer:
                         batch = self._next_batch(it)
                     except StopIteration:
                         break
-                    a = augment(to_model_range(batch["a"], device))
-                    b = augment(to_model_range(batch["b"], device))
+                    a, b = self._augment_batch(augment, batch, paired)
                     losses = scheme.train_step({"a": a, "b": b})
                     step += 1
                     step_in_epoch += 1
