@@ -114,6 +114,9 @@ class TrainConfig(_Strict):
     sample_every: int = Field(500, ge=0, description="Steps between sample grids (0: only at epoch ends).")
     checkpoint_every: int = Field(0, ge=0, description="Steps between `latest` checkpoints (0: epoch ends).")
     save_every_epochs: int = Field(5, ge=0, description="Keep a snapshot every N epochs (0: never).")
+    snapshot_state: bool = Field(
+        False, description="Snapshots keep the training state too (exact resume from them); default: weights only."
+    )
     eval_every: int = Field(0, ge=0, description="Steps between ground-truth evaluations (0: epoch ends).")
     eval_images: int = Field(32, ge=1)
 

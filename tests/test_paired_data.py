@@ -112,7 +112,7 @@ def test_synthetic_pairs_through_the_dataset_stay_aligned():
     src = SyntheticPairs("train", count=3, size=32)
     aug = ResizeAndCrop(load_size=40, crop_size=32).train()
     ds = PairedDataset(src, aug.prepare)
-    ref = PairedDataset(src, lambda im: torch.from_numpy(np.asarray(im.resize((40, 40), Image.Resampling.BICUBIC))).permute(2, 0, 1).contiguous())
+    ref = PairedDataset(src, lambda im: torch.from_numpy(np.array(im.resize((40, 40), Image.Resampling.BICUBIC))).permute(2, 0, 1).contiguous())
     for i in range(3):
         item, r = ds[i], ref[i]
         assert torch.equal(item["a"], r["a"]) and torch.equal(item["b"], r["b"])

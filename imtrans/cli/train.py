@@ -25,7 +25,7 @@ def run(
     precision: Optional[str] = typer.Option(None, "--precision", help="auto, fp32, bf16 or fp16."),
     deterministic: bool = typer.Option(False, "--deterministic", help="Use deterministic algorithms (slower)."),
     skip_nonfinite: int = typer.Option(0, "--skip-nonfinite", help="Skip up to N batches whose loss is NaN/Inf."),
-    no_progress: bool = typer.Option(False, "--no-progress", help="No live progress display."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar: a plain log line every train.log_every steps instead (as when output goes to a file)."),
     nproc: Optional[int] = typer.Option(
         None, "--nproc", help="Train with N processes (DistributedDataParallel) through torchrun's launcher."
     ),

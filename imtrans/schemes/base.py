@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import torch
 from torch import nn
@@ -71,6 +71,33 @@ class Precision:
         if self.scaler:
             self.scaler.update()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The gradient scaler's state (fp16 only; empty otherwise)."""
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+@contextlib.contextmanager
+def preserve_state(module: nn.Module):
+    """Run inference inside without changing training state: buffers and RNG streams are restored.
+
+    Batch-norm layers in train mode update their running statistics and dropout draws random
+    numbers; sampling or evaluating between steps must leave neither trace, or a run that samples
+    would train differently from one that does not (and a resumed run from an uninterrupted one).
+    """
+    saved = [(buf, buf.detach().clone()) for buf in module.buffers()]
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if cuda else []):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for buf, value in saved:
+                    buf.copy_(value)
+
 
 def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
     """Freeze/unfreeze networks (the discriminators during the generator step)."""
@@ -79,10 +106,16 @@ def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def make_optimizer(recipe, params, lr: float) -> torch.optim.Optimizer:
-    o = recipe.optim
+def make_optimizer(
+    params,
+    name: Literal["adam", "adamw"] = "adam",
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Adam/AdamW over the trainable ``params`` (explicit settings, like timm's ``create_optimizer_v2``)."""
     params = [p for p in params if p.requires_grad]
-    kw: dict[str, Any] = dict(lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    kw: dict[str, Any] = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay)
     # foreach kernels batch the per-parameter updates (one launch instead of dozens);
     # fused is faster still on CUDA but its CPU path is not always available.
     first = params[0] if params else None
@@ -90,26 +123,56 @@ def make_optimizer(recipe, params, lr: float) -> torch.optim.Optimizer:
         kw["fused"] = True
     else:
         kw["foreach"] = True
-    cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
     return cls(params, **kw)
 
 
-def make_scheduler(recipe, opt: torch.optim.Optimizer):
+def make_scheduler(
+    opt: torch.optim.Optimizer,
+    policy: Literal["linear", "step", "cosine", "plateau", "constant"] = "linear",
+    epochs: int = 100,
+    epochs_decay: int = 100,
+    step_epochs: int = 50,
+):
     """The official CycleGAN LR policies, stepped once per epoch."""
-    t = recipe.train
-    if t.lr_policy == "linear":
+    if policy == "linear":
         # official: lr_l = 1 - max(0, epoch + epoch_count - n_epochs) / (n_epochs_decay + 1), epoch_count = 1
         def rule(epoch: int) -> float:
-            return 1.0 - max(0, epoch + 1 - t.epochs) / float(t.epochs_decay + 1)
+            return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
 
         return torch.optim.lr_scheduler.LambdaLR(opt, rule)
-    if t.lr_policy == "step":
-        return torch.optim.lr_scheduler.StepLR(opt, step_size=t.lr_step_epochs, gamma=0.1)
-    if t.lr_policy == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, t.epochs + t.epochs_decay), eta_min=0)
-    if t.lr_policy == "plateau":
+    if policy == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=step_epochs, gamma=0.1)
+    if policy == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs + epochs_decay), eta_min=0)
+    if policy == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.2, threshold=0.01, patience=5)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
+
+
+def schedule_settings(recipe) -> dict[str, Any]:
+    """The recipe keys that define the LR schedule (compared on resume to notice a changed schedule)."""
+    t, o = recipe.train, recipe.optim
+    return {"train.epochs": t.epochs, "train.epochs_decay": t.epochs_decay, "train.lr_policy": t.lr_policy,
+            "train.lr_step_epochs": t.lr_step_epochs, "optim.lr": o.lr, "optim.lr_d": o.lr_d}
+
+
+def fast_forward(sched, epoch: int) -> None:
+    """Put a freshly built scheduler at ``epoch`` and set its optimiser's LR from the closed form.
+
+    Used when a resumed run changed its schedule: the new rule applies at once, not after the
+    next epoch end (which would keep e.g. a finished run's final LR of 0 for a whole epoch).
+    """
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return  # adaptive: its state, not a rule, decides the LR
+    sched.last_epoch = epoch
+    if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        lrs = [base * fn(epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
+    else:
+        lrs = sched._get_closed_form_lr()  # StepLR / CosineAnnealingLR define it
+    for group, lr in zip(sched.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    sched._last_lr = list(lrs)
 
 
 def build_network(kind: str, spec) -> nn.Module:
@@ -193,6 +256,24 @@ class Scheme(nn.Module):
         w = self._wrapped.get(name)  # no `or`: a compiled module refuses truth tests (len())
         return w if w is not None else self.nets[name]
 
+    def compile_networks(self) -> None:
+        """``torch.compile`` what ``train_step`` calls; the plain modules stay in ``nets`` for checkpoints."""
+        for name in self.nets:
+            self._wrapped[name] = torch.compile(self.run(name))
+
+    def make_gan_optimizers(self, g_params, d_params) -> None:
+        """Optimisers ``G`` and ``D`` with their LR schedulers, from the recipe's [optim] and [train]."""
+        o, t = self.recipe.optim, self.recipe.train
+        common = dict(name=o.name, betas=o.betas, weight_decay=o.weight_decay)
+        self._optimizers = {
+            "G": make_optimizer(g_params, lr=o.lr, **common),
+            "D": make_optimizer(d_params, lr=o.lr_d or o.lr, **common),
+        }
+        self._schedulers = {
+            k: make_scheduler(opt, t.lr_policy, t.epochs, t.epochs_decay, t.lr_step_epochs)
+            for k, opt in self._optimizers.items()
+        }
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return self._optimizers
 
@@ -226,6 +307,46 @@ class Scheme(nn.Module):
             raise ImtransError(
                 f"direction '{direction}' is not available; choose one of {', '.join(self.translators)}"
             ) from None
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything but the weights that an exact resume needs: optimisers, schedulers, method state."""
+        st: dict[str, Any] = {
+            "optimizers": {k: o.state_dict() for k, o in self._optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self._schedulers.items()},
+            "scheme": self.extra_state(),
+        }
+        scaler = self.precision.state_dict()
+        if scaler:
+            st["scaler"] = scaler
+        return st
+
+    def load_training_state(
+        self, state: dict[str, Any], extra: dict[str, Any] | None = None, restart_schedule_at: int | None = None
+    ) -> None:
+        """Load :meth:`training_state`'s output (``extra``: this rank's method state, if not ``state``'s).
+
+        ``restart_schedule_at=epoch``: the recipe changed the LR schedule since the checkpoint, so the
+        schedulers built from the recipe are kept and moved to ``epoch`` instead of loaded.
+        """
+        fresh = {k: list(getattr(s, "base_lrs", [])) for k, s in self._schedulers.items()}
+        for k, o in self._optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self._schedulers.items():
+            if restart_schedule_at is None or not fresh[k]:
+                s.load_state_dict(state["schedulers"][k])
+                continue
+            s.base_lrs = fresh[k]
+            for group, lr in zip(s.optimizer.param_groups, fresh[k]):
+                group["initial_lr"] = lr
+            fast_forward(s, restart_schedule_at)
+        self.load_extra_state(state.get("scheme", {}) if extra is None else extra)
+        self.precision.load_state_dict(state.get("scaler", {}))
+
+    @torch.no_grad()
+    def samples(self, a: torch.Tensor, b: torch.Tensor) -> list[list[torch.Tensor]]:
+        """:meth:`sample_rows` without side effects on training (see :func:`preserve_state`)."""
+        with preserve_state(self):
+            return self.sample_rows(a, b)
 
     def extra_state(self) -> dict[str, Any]:
         """Method state beyond weights/optimisers (pools...) as tensors and plain values."""

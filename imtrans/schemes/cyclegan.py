@@ -19,7 +19,7 @@ from torch import nn
 
 from imtrans import registry
 from imtrans.errors import ImtransError
-from imtrans.schemes.base import Scheme, build_network, extra_term, make_optimizer, make_scheduler, set_requires_grad
+from imtrans.schemes.base import Scheme, build_network, extra_term, set_requires_grad
 
 #: loss terms whose role the scheme knows; any other key in [losses] is an extra generator term.
 ROLES = ("gan", "cycle", "identity")
@@ -129,13 +129,8 @@ class CycleGAN(Scheme):
                 for f in self._extra_fns.values():
                     f(a, G(a), G)
                     f(b, F(b), F)
-        o = self.recipe.optim
         g_params = list(self.parameters_of("G", "F")) + list(self.extra.parameters())
-        self._optimizers = {
-            "G": make_optimizer(self.recipe, g_params, o.lr),
-            "D": make_optimizer(self.recipe, self.parameters_of("D_A", "D_B"), o.lr_d or o.lr),
-        }
-        self._schedulers = {k: make_scheduler(self.recipe, v) for k, v in self._optimizers.items()}
+        self.make_gan_optimizers(g_params, self.parameters_of("D_A", "D_B"))
 
     # -- the training step --------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

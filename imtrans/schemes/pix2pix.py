@@ -33,7 +33,7 @@ from torch import nn
 
 from imtrans import registry
 from imtrans.errors import ImtransError
-from imtrans.schemes.base import Scheme, build_network, make_optimizer, make_scheduler, set_requires_grad
+from imtrans.schemes.base import Scheme, build_network, preserve_state, set_requires_grad
 from imtrans.schemes.cyclegan import ImagePool
 
 TestMode = Literal["train", "eval"]
@@ -45,23 +45,18 @@ def test_forward_mode(net: nn.Module, mode: TestMode, seed: int = 0) -> Iterator
 
     ``train``: batch statistics and dropout, as the official test script;
     running statistics (and every other buffer) are restored on exit, and the
-    dropout masks come from a forked RNG seeded with ``seed`` — so sampling
-    neither moves batch-norm statistics nor the training random stream.
+    dropout masks come from a forked RNG seeded with ``seed`` (see
+    :func:`~imtrans.schemes.base.preserve_state`) — so sampling moves neither
+    batch-norm statistics nor the training random stream, and is reproducible.
     """
     was_training = net.training
-    saved = {k: v.detach().clone() for k, v in net.named_buffers()}
-    dev = next(net.parameters()).device
-    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            net.train(mode == "train")
+    with preserve_state(net):
+        torch.manual_seed(seed)  # inside the fork: the training stream is restored on exit
+        net.train(mode == "train")
+        try:
             yield net
-    finally:
-        net.train(was_training)
-        with torch.no_grad():
-            for k, v in net.named_buffers():
-                v.copy_(saved[k])
+        finally:
+            net.train(was_training)
 
 
 class Pix2Pix(Scheme):
@@ -124,12 +119,7 @@ class Pix2Pix(Scheme):
 
     # -- set-up -----------------------------------------------------------------
     def setup(self, batch: dict[str, torch.Tensor]) -> None:
-        o = self.recipe.optim
-        self._optimizers = {
-            "G": make_optimizer(self.recipe, self.parameters_of("G"), o.lr),
-            "D": make_optimizer(self.recipe, self.parameters_of("D"), o.lr_d or o.lr),
-        }
-        self._schedulers = {k: make_scheduler(self.recipe, v) for k, v in self._optimizers.items()}
+        self.make_gan_optimizers(self.parameters_of("G"), self.parameters_of("D"))
 
     # -- the training step --------------------------------------------------------
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ from torch import nn
 
 from imtrans import registry
 from imtrans.errors import ImtransError
-from imtrans.schemes.base import Scheme, make_optimizer, make_scheduler, set_requires_grad
+from imtrans.schemes.base import Scheme, set_requires_grad
 
 #: [losses] keys with a role in this scheme; other keys are extra generator terms.
 ROLES = ("gan", "nce")
@@ -114,15 +114,10 @@ class CUT(Scheme):
             self.nce(a, out, G)
             for term in self.extra.values():
                 term(a, out, G)
-        o = self.recipe.optim
         # Official CUT keeps a separate Adam for the heads (netF) with G's settings; Adam is
         # per-parameter, so one optimiser over both is the same update with one step call.
         g_params = list(self.parameters_of("G")) + list(self.nce.parameters()) + list(self.extra.parameters())
-        self._optimizers = {
-            "G": make_optimizer(self.recipe, g_params, o.lr),
-            "D": make_optimizer(self.recipe, self.parameters_of("D"), o.lr_d or o.lr),
-        }
-        self._schedulers = {k: make_scheduler(self.recipe, v) for k, v in self._optimizers.items()}
+        self.make_gan_optimizers(g_params, self.parameters_of("D"))
 
     # -- the training step --------------------------------------------------------
     def _nce(self, src: torch.Tensor, out: torch.Tensor, flipped: bool) -> torch.Tensor:

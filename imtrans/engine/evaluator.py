@@ -1,0 +1,80 @@
+"""Evaluation during training: numbers on held-out images, never a change to training state.
+
+Today: the ground-truth translation error on domains that know each image's counterpart (the
+synthetic tasks), and for paired schemes (pix2pix) L1, PSNR and SSIM against the held-out pairs' real
+targets (:mod:`imtrans.engine.paired_eval`).  ``best_key`` names the metric that selects ``checkpoints/best`` (lower is
+better); ``None`` keeps no ``best``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from imtrans.schemes.base import preserve_state
+
+
+class Evaluator:
+    """Evaluate a scheme's translators on the held-out domains ``test_a`` / ``test_b``."""
+
+    best_key: Optional[str] = None
+
+    def __init__(self, domains: dict[str, Any], augment, device: torch.device, max_images: int = 32) -> None:
+        self.domains = domains
+        self.augment = augment
+        self.device = device
+        self.max_images = max_images
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return any(d is not None and hasattr(d, "target") for k, d in self.domains.items() if k.startswith("test"))
+
+    @torch.no_grad()
+    def evaluate(self, scheme) -> dict[str, float]:
+        """Metrics by name; empty when nothing can be measured."""
+        if getattr(scheme, "paired", False):
+            return self._paired(scheme)
+        out: dict[str, float] = {}
+        with preserve_state(scheme):
+            for side, direction in (("test_a", "a2b"), ("test_b", "b2a")):
+                dom = self.domains.get(side)
+                if dom is None or not hasattr(dom, "target") or direction not in scheme.translators:
+                    continue
+                out.update(self._ground_truth(scheme, dom, direction))
+        return out
+
+    def _paired(self, scheme) -> dict[str, float]:
+        """L1 / PSNR / SSIM of G(input) against the real targets of the held-out pairs (see paired_eval)."""
+        from imtrans.engine.paired_eval import paired_metrics
+
+        pairs = self.domains.get("test_a")
+        if pairs is None or not hasattr(pairs, "target"):
+            return {}
+        run = getattr(scheme, "test_forward", None) or scheme.translator("a2b")
+        with preserve_state(scheme):
+            return paired_metrics(run, pairs, self.augment, self.device, self.max_images)
+
+    def _ground_truth(self, scheme, dom, direction: str) -> dict[str, float]:
+        """``gt_l1_<dir>``: mean |G(x) - target(x)| in [0, 1] pixel units; ``copy_l1_<dir>``: the
+        error of returning the input unchanged, a baseline that shows how much was learnt."""
+        from imtrans.augment import to_model_range
+
+        n = min(len(dom), self.max_images)
+        net = scheme.translator(direction)
+        was_training = net.training
+        net.eval()
+        errs, copy = [], []
+        try:
+            for i0 in range(0, n, 16):
+                idx = range(i0, min(n, i0 + 16))
+                x = to_model_range(torch.stack([self.augment.prepare(dom.load(i)) for i in idx]), self.device)
+                y = to_model_range(torch.stack([self.augment.prepare(dom.target(i)) for i in idx]), self.device)
+                with scheme.precision.autocast():
+                    pred = net(x).float()
+                errs.append((pred - y).abs().mean(dim=(1, 2, 3)) / 2)
+                copy.append((x - y).abs().mean(dim=(1, 2, 3)) / 2)
+        finally:
+            net.train(was_training)
+        return {f"gt_l1_{direction}": float(torch.cat(errs).mean()),
+                f"copy_l1_{direction}": float(torch.cat(copy).mean())}
