@@ -12,7 +12,7 @@ __all__ = ["ImtransError", "hookimpl", "__version__", "load_translator"]
 
 
 def load_translator(model, **kwargs):
-    """Load a translator from a run directory or checkpoint (see :mod:`imtrans.translate`)."""
+    """Load a translator from a run directory, checkpoint or pretrained model name (see :mod:`imtrans.translate`)."""
     from imtrans.translate import load_translator as _load
 
     return _load(model, **kwargs)

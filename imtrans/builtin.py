@@ -54,3 +54,10 @@ def register_schemes(register):
     from imtrans.schemes import SCHEMES
 
     _register_all(register, SCHEMES)
+
+
+@hookimpl
+def register_pretrained(register):
+    from imtrans.zoo.catalogue import PRETRAINED
+
+    _register_all(register, PRETRAINED)

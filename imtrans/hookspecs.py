@@ -55,5 +55,10 @@ def register_schemes(register):
 
 
 @hookspec
+def register_pretrained(register):
+    """Register pretrained translators for the model zoo: ``register(name, imtrans.zoo.Pretrained(...))``."""
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the ``imtrans`` CLI; ``app`` is the root ``typer.Typer``."""

@@ -45,6 +45,7 @@ REGISTER_HOOKS = {
     "register_augmentations": "augmentation",
     "register_domains": "domain",
     "register_schemes": "scheme",
+    "register_pretrained": "pretrained",
 }
 
 

@@ -27,7 +27,7 @@ import pydantic
 
 from imtrans.errors import ImtransError
 
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme")
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained")
 
 
 class UnknownPartError(ImtransError):
@@ -238,6 +238,8 @@ _REGISTRIES: dict[str, Registry] = {
     "augmentation": Registry("augmentation"),
     "domain": Registry("domain", context=("split",)),
     "scheme": Registry("scheme", context=("recipe",)),
+    # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
+    "pretrained": Registry("pretrained"),
 }
 
 

@@ -54,7 +54,7 @@ def test_import_then_translate_matches_original(official_pth, tmp_path):
 
 
 def test_discriminator_has_no_translators(tmp_path):
-    from imtrans.cli.weights import import_weights_file
+    from imtrans.nets.official import import_weights_file
 
     torch.manual_seed(0)
     D = registry.build("discriminator", "patchgan", ndf=4, n_layers=2)

@@ -189,7 +189,9 @@ def test_every_hook_block(tmp_path, fresh_plugins):
     assert info.parts == {
         "generator": ["tiny_resnet"], "discriminator": ["tiny_patchgan"], "loss": ["zero"],
         "augmentation": ["no_flip"], "domain": ["flat"], "scheme": ["cyclegan_again"],
+        "pretrained": ["flat2flat"],
     }
+    assert registry.build("pretrained", "flat2flat").summary == "flat grey -> flat grey (cyclegan_again)"
     assert registry.build("generator", "tiny_resnet").n_blocks == 2
     dom = registry.build("domain", "flat", "train", count=2)
     assert len(dom) == 2 and dom.load(0).mode == "RGB" and dom.name(1) == "train/1.png"

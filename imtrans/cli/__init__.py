@@ -77,7 +77,7 @@ def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
 
 
 def _install_commands() -> None:
-    from imtrans.cli import data, parts, train, translate, weights  # noqa: F401  (commands register on import)
+    from imtrans.cli import data, parts, pretrained, train, translate, weights  # noqa: F401  (commands register on import)
 
 
 def _plugin_commands() -> None:

@@ -16,7 +16,7 @@ from imtrans.cli._console import console
 @app.command("list")
 def list_parts(
     kind: Optional[str] = typer.Argument(
-        None, help="generator, discriminator, loss, augmentation, domain or scheme (default: all)."
+        None, help="generator, discriminator, loss, augmentation, domain, scheme or pretrained (default: all)."
     ),
     params: bool = typer.Option(False, "--params", help="Also show each part's parameters and defaults."),
 ) -> None:

@@ -13,7 +13,7 @@ from imtrans.cli._console import console, err_console
 
 @app.command("translate")
 def translate(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
     inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (relative folders and file stems are kept)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a (CycleGAN: G or F)."),
@@ -99,7 +99,7 @@ def translate(
 
 @app.command("export")
 def export(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory or .safetensors file."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
     format: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),
@@ -109,7 +109,9 @@ def export(
     from imtrans.translate.export import export_model
     from imtrans.translate.translator import _pick_generator
 
-    net = _pick_generator(model, direction)
+    from imtrans.zoo import resolve_model
+
+    net = _pick_generator(resolve_model(model, direction=direction), direction)
     res = export_model(net, out, format, size=size)
     h, w = res.check_size
     console.print(

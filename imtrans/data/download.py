@@ -66,6 +66,7 @@ def _progress(enabled: bool, name: str):
     """A rich progress bar, or a do-nothing stand-in when disabled."""
     if not enabled:
         return None
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     return Progress(
@@ -75,11 +76,16 @@ def _progress(enabled: bool, name: str):
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         transient=False,
+        console=Console(stderr=True),  # stdout stays for results (`imtrans pretrained path` prints a path)
     )
 
 
-def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> None:
-    """Stream ``url`` into ``part``, resuming from its current size with an HTTP Range request."""
+def fetch_url(url: str, part: Path, name: str, progress: bool, timeout: float) -> None:
+    """Stream ``url`` into ``part``, resuming from its current size with an HTTP Range request.
+
+    Shared by the data set and pretrained-model downloads; failures are :class:`ImtransError`
+    and leave ``part`` in place so the next call resumes.
+    """
     have = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": "imtrans-download"}
     if have:
@@ -92,7 +98,7 @@ def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> N
             # The server cannot serve the range: the partial file is stale or
             # already longer than the resource.  Start over from zero.
             part.unlink()
-            return _fetch(url, part, name, progress, timeout)
+            return fetch_url(url, part, name, progress, timeout)
         raise ImtransError(f"downloading '{url}' failed: HTTP {e.code} {e.reason}") from None
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, "reason", e)
@@ -111,7 +117,7 @@ def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> N
             elif m:
                 resp.close()
                 part.unlink()
-                return _fetch(url, part, name, progress, timeout)
+                return fetch_url(url, part, name, progress, timeout)
         elif have:
             log.info("server ignored the Range request for %s; restarting the download", url)
         length = resp.headers.get("Content-Length")
@@ -269,7 +275,7 @@ def download_dataset(
     archive = root / f"{name}{'.tar.gz' if is_tar else '.zip'}"
     if not archive.exists():
         part = root / f"{archive.name}.part"
-        _fetch(url, part, name, progress, timeout)
+        fetch_url(url, part, name, progress, timeout)
         os.replace(part, archive)  # atomic: an archive on disk is always complete
     dest = _extract(archive, root, name)
     archive.unlink()

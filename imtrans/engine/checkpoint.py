@@ -310,7 +310,8 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
     if spec.get("pretrained"):
-        spec["pretrained"] = False  # the checkpoint carries the trained weights; never fetch again
+        # the checkpoint carries the trained weights; never fetch again (a bool for timm, a zoo name for ours)
+        spec["pretrained"] = "" if isinstance(spec["pretrained"], str) else False
     try:
         net = registry.build_spec(kind, spec)
     except CheckpointError:

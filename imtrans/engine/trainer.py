@@ -174,7 +174,7 @@ class Trainer:
             run.log.tick(step, run.pos.epoch)
         if t.checkpoint_every and step % t.checkpoint_every == 0:
             self._check_and_save(run)
-        if t.eval_every and step % t.eval_every == 0:
+        if t.eval_every and step % t.eval_every == 0 and step < run.total:  # the last one is the final evaluation
             self._evaluate(run)
         if t.sample_every and step % t.sample_every == 0:
             self._sample(run, f"step_{step:07d}")
@@ -235,7 +235,7 @@ class Trainer:
         if not self.dist.is_main or a is None or b is None:
             return
         n = min(a.shape[0], b.shape[0])
-        save_png(grid_image(run.scheme.samples(a[:n], b[:n])), self.run_dir / "samples" / f"{tag}.png")
+        save_png(grid_image(run.scheme.samples(a[:n], b[:n]), labels=run.scheme.sample_labels), self.run_dir / "samples" / f"{tag}.png")
         write_index(self.run_dir, f"imtrans run: {self.run_dir.name}")
 
     def _finish(self, run: _Run) -> TrainResult:

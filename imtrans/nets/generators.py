@@ -56,6 +56,14 @@ class _GeneratorBase(nn.Module):
             )
 
 
+def _load_pretrained(net: "_GeneratorBase", name: str, arch: dict) -> None:
+    """Start from zoo model ``name`` (fine-tuning): ``model.generator.pretrained = "horse2zebra"``."""
+    if name:
+        from imtrans.zoo import init_from_pretrained
+
+        init_from_pretrained(net, name, net.part_name, arch)
+
+
 class ResnetGenerator(_GeneratorBase):
     """ResNet generator of CycleGAN (official ``ResnetGenerator``): 2 downsamplings, residual blocks, 2 upsamplings.
 
@@ -80,7 +88,9 @@ class ResnetGenerator(_GeneratorBase):
     filters of the first conv; ``norm`` instance | batch | none; ``dropout``
     0.5 dropout inside residual blocks; ``n_blocks`` residual blocks (9 for
     256 px images, 6 for 128 px in the official recipes); ``padding_type``
-    padding inside residual blocks; ``init``/``init_gain`` weight init.
+    padding inside residual blocks; ``init``/``init_gain`` weight init;
+    ``pretrained`` a model-zoo name (``imtrans pretrained list``) whose
+    weights replace the initialisation, for fine-tuning.
     """
 
     part_name = "resnet"
@@ -100,8 +110,11 @@ class ResnetGenerator(_GeneratorBase):
         padding_type: PaddingName = "reflect",
         init: InitName = "normal",
         init_gain: float = 0.02,
+        pretrained: str = "",
     ):
         super().__init__()
+        arch = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, n_blocks=n_blocks,
+                    padding_type=padding_type)
         if n_blocks < 0:
             raise ImtransError(f"resnet generator needs n_blocks >= 0; got {n_blocks}")
         self.in_channels = in_channels
@@ -137,6 +150,7 @@ class ResnetGenerator(_GeneratorBase):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self, init, init_gain)
+        _load_pretrained(self, pretrained, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
@@ -179,7 +193,10 @@ class UnetGenerator(_GeneratorBase):
     Parameters: ``in_channels``/``out_channels``; ``ngf`` filters at the
     outermost level (capped at 8*ngf deeper); ``norm`` (pix2pix uses batch);
     ``dropout`` 0.5 dropout in the ``num_downs - 5`` innermost middle levels
-    (as official); ``num_downs`` levels (>= 5); ``init``/``init_gain``.
+    (as official); ``num_downs`` levels (>= 5); ``init``/``init_gain``;
+    ``residual`` (not in the official code): output ``clamp(x + 2 * net(x))``, so the
+    network only draws the change and unchanged pixels pass through exactly.
+    ``pretrained`` a model-zoo name whose weights replace the initialisation.
     """
 
     part_name = "unet"
@@ -194,8 +211,11 @@ class UnetGenerator(_GeneratorBase):
         num_downs: int = 8,
         init: InitName = "normal",
         init_gain: float = 0.02,
+        residual: bool = False,
+        pretrained: str = "",
     ):
         super().__init__()
+        arch = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, num_downs=num_downs)
         if num_downs < 5:
             raise ImtransError(f"unet generator needs num_downs >= 5; got {num_downs}")
         self.in_channels = in_channels
@@ -210,9 +230,19 @@ class UnetGenerator(_GeneratorBase):
         block = UnetSkipBlock(ngf, ngf * 2, submodule=block, norm=norm)
         self.model = UnetSkipBlock(out_channels, ngf, input_nc=in_channels, submodule=block, outermost=True, norm=norm)
         init_weights(self, init, init_gain)
+        if residual and in_channels != out_channels:
+            raise ImtransError(
+                f"unet generator: residual = true needs in_channels == out_channels; got {in_channels} and {out_channels}"
+            )
+        self.residual = residual
+        _load_pretrained(self, pretrained, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
+        if self.residual:
+            # The network draws a change on top of the input (twice tanh's range, so a
+            # pixel can move across the whole [-1, 1]); clamping keeps the output range.
+            return (x + 2 * self.model(x)).clamp(-1, 1)
         return self.model(x)
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:

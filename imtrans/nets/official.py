@@ -20,6 +20,8 @@ What the mapping does handle:
 
 * a leading ``module.`` (saved from ``nn.DataParallel``) is removed, as is
   ``_orig_mod.`` (saved from ``torch.compile``);
+* a batch-norm ``num_batches_tracked`` absent from files saved before
+  PyTorch 0.4.1 is filled with 0, as PyTorch does for such files;
 * ``running_mean`` / ``running_var`` / ``num_batches_tracked`` of
   *instance*-norm layers are dropped: older official versions created
   ``InstanceNorm2d`` with ``track_running_stats=True`` and old checkpoints
@@ -39,8 +41,10 @@ is a dict of tensors and never needs arbitrary unpickling.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -121,7 +125,14 @@ def official_to_imtrans(
     # Renaming first lets ``module`` (which has our names) pick the statistics.
     renamed = {_rename(k, rules, reverse=False): v for k, v in stripped.items()}
     drop = _instance_norm_stat_keys(renamed, module)
-    return {k: v for k, v in renamed.items() if k not in drop}
+    out = {k: v for k, v in renamed.items() if k not in drop}
+    if module is not None:
+        # Files saved before PyTorch 0.4.1 have batch-norm statistics but no step counter
+        # (e.g. the published pix2pix models); PyTorch itself fills it with 0 for such files.
+        for owner, m in module.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and f"{owner}.running_mean" in out:
+                out.setdefault(f"{owner}.num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    return out
 
 
 def imtrans_to_official(part_name: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -154,6 +165,7 @@ def load_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - every failure is "this is not a loadable weights file"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = msg.split(". ")[0]  # torch appends paragraphs of advice; the first sentence is the finding
         raise ImtransError(
             f"could not read '{path}' as a PyTorch state_dict ({msg}); "
             f"pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
@@ -225,3 +237,54 @@ def convert_official(
             )
     module.load_state_dict(sd, strict=True)
     return module, sd
+
+
+def imported_weights(
+    pth: str | os.PathLike,
+    part: str,
+    params: dict[str, Any],
+    role: Optional[str] = None,
+    name: Optional[str] = None,
+    extra_meta: Optional[dict[str, Any]] = None,
+) -> bytes:
+    """Convert one official network into the bytes of an imtrans weights file.
+
+    The file has the checkpoint weights layout (keys ``"<name>.<param>"`` and
+    ``imtrans`` metadata with ``nets``; generators also get
+    ``translators = {"a2b": name}``), so ``imtrans translate FILE`` works
+    directly.  ``extra_meta`` adds keys to the metadata (the model zoo records
+    its entry there).
+    """
+    from safetensors.torch import save as st_save
+
+    from imtrans.engine.checkpoint import FORMAT
+
+    if part not in OFFICIAL_LAYOUTS:
+        raise ImtransError(f"--part '{part}' has no official layout; choose one of {', '.join(sorted(OFFICIAL_LAYOUTS))}")
+    kind = OFFICIAL_LAYOUTS[part][0]
+    if role is not None and role != kind:
+        raise ImtransError(f"--role {role} does not match part '{part}', which is a {kind}")
+    net, sd = convert_official(pth, part, params)
+    name = name or ("G" if kind == "generator" else "D")
+    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
+    meta: dict[str, Any] = {"format": FORMAT, "nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
+    if kind == "generator":
+        meta["translators"] = {"a2b": name}
+    meta.update(extra_meta or {})
+    tensors = {f"{name}.{k}": v.detach().cpu().contiguous().clone() for k, v in sd.items()}
+    return st_save(tensors, metadata={"imtrans": json.dumps(meta)})
+
+
+def import_weights_file(
+    pth: str | os.PathLike, part: str, params: dict, out: str | os.PathLike,
+    role: Optional[str] = None, name: Optional[str] = None,
+) -> Path:
+    """Convert one official network and save it as an imtrans weights file at ``out`` (atomically).
+
+    What ``imtrans import-weights`` runs; see :func:`imported_weights` for the layout.
+    """
+    from imtrans.engine.checkpoint import atomic_write_bytes
+
+    out = Path(out)
+    atomic_write_bytes(out, imported_weights(pth, part, params, role=role, name=name))
+    return out

@@ -141,8 +141,10 @@ class Translator:
 
     @classmethod
     def from_checkpoint(cls, model: str | os.PathLike, direction: str = "a2b", **kwargs) -> "Translator":
-        """Build from a run directory, checkpoint directory or ``.safetensors`` file (architecture from its metadata)."""
-        return cls(_pick_generator(model, direction), **kwargs)
+        """Build from a run directory, checkpoint directory, ``.safetensors`` file or model-zoo name (architecture from its metadata)."""
+        from imtrans.zoo import resolve_model
+
+        return cls(_pick_generator(resolve_model(model, direction=direction), direction), **kwargs)
 
     # ------------------------------------------------------------------ core
 
@@ -423,7 +425,7 @@ def load_translator(
     precision: str = "auto",
     **kwargs,
 ) -> Translator:
-    """Load a :class:`Translator` from a run directory, checkpoint directory or ``.safetensors`` file.
+    """Load a :class:`Translator` from a run directory, checkpoint directory, ``.safetensors`` file or zoo name.
 
     ``direction`` picks the generator through the checkpoint's ``translators``
     map (CycleGAN: ``a2b`` = G, ``b2a`` = F).  Other keyword arguments go to

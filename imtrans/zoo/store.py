@@ -1,0 +1,259 @@
+"""The local model cache: look up, download on first use, verify, and resolve names to checkpoints.
+
+Layout (``cache_root()`` is ``$IMTRANS_HOME/pretrained`` or the platform cache)::
+
+    <cache>/<name>/weights.safetensors   the converted generator (what translate/export load)
+    <cache>/<name>/record.json           url, sha256 of the official file and of the weights file
+    <cache>/<name>/<name>.pth(.part)     the official file while it downloads / converts
+
+Checksums: an entry's published ``sha256`` is checked on download.  Without
+one, the first download records the file's sha256 (trust on first use): a
+later download of the same name must match it, and every load checks the
+converted weights against the sha256 recorded when they were written.  A file
+that fails a check, is truncated or holds another architecture is removed and
+refused with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from imtrans.errors import ImtransError
+from imtrans.zoo import fetch
+from imtrans.zoo.catalogue import Pretrained, check_name
+from imtrans.zoo.convert import RefusedFileError, check_importable, convert
+
+log = logging.getLogger("imtrans.zoo")
+
+WEIGHTS = "weights.safetensors"
+RECORD = "record.json"
+#: (path, size, mtime_ns) of weights files already verified in this process
+_verified: set[tuple[str, int, int]] = set()
+
+
+def registry():
+    from imtrans.registry import get_registry
+
+    return get_registry("pretrained")
+
+
+def names() -> list[str]:
+    """Every zoo name (built-in and from plugins), sorted."""
+    return registry().names()
+
+
+def get(name: str) -> Pretrained:
+    """The catalogue entry ``name``; an unknown name suggests the closest ones."""
+    from imtrans.registry import suggest
+
+    reg = registry()
+    if name not in reg:
+        close = suggest(name, reg.names())
+        hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
+        raise ImtransError(f"unknown pretrained model '{name}'{hint} (see `imtrans pretrained list`)")
+    entry = reg.get(name).factory
+    if not isinstance(entry, Pretrained):
+        plugin = reg.get(name).plugin
+        raise ImtransError(
+            f"pretrained '{name}' registered by plugin '{plugin}' is a {type(entry).__name__}, not an "
+            "imtrans.zoo.Pretrained; register Pretrained(...) entries in register_pretrained"
+        )
+    return entry
+
+
+def model_dir(name: str) -> Path:
+    return fetch.cache_root() / check_name(name)
+
+
+def weights_path(name: str) -> Path:
+    """Where ``name``'s converted weights are (or will be) cached."""
+    return model_dir(name) / WEIGHTS
+
+
+def is_cached(name: str) -> bool:
+    return weights_path(name).is_file()
+
+
+def read_record(name: str) -> dict[str, Any]:
+    """What the first download recorded (``{}`` if nothing, or if the record is unreadable)."""
+    try:
+        rec = json.loads((model_dir(name) / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def _verify_cached(name: str, weights: Path) -> None:
+    """Check cached weights against their recorded sha256 once per process; remove and refuse on mismatch."""
+    st = weights.stat()
+    key = (str(weights), st.st_size, st.st_mtime_ns)
+    if key in _verified:
+        return
+    want = read_record(name).get("weights_sha256")
+    got = fetch.sha256_file(weights)
+    if want is None:
+        # Weights without a record (the record was deleted): adopt them, as on a first download,
+        # if they are a readable checkpoint at all.
+        from imtrans.engine.checkpoint import CheckpointError, read_meta
+
+        try:
+            read_meta(weights)
+        except CheckpointError as e:
+            weights.unlink(missing_ok=True)
+            raise ImtransError(f"the cached weights of pretrained '{name}' were unreadable and removed ({e})") from None
+        _write_record(name, {**read_record(name), "weights_sha256": got})
+    elif got != want:
+        weights.unlink(missing_ok=True)
+        raise fetch.ChecksumError(
+            f"the cached weights of pretrained '{name}' ({weights}) have sha256 {got}, not the {want} recorded "
+            "when they were written, so the file is corrupt or was changed; it was removed: run again to download "
+            "it afresh"
+        )
+    _verified.add(key)
+
+
+def _write_record(name: str, rec: dict[str, Any]) -> None:
+    from imtrans.engine.checkpoint import atomic_write_text
+
+    atomic_write_text(model_dir(name) / RECORD, json.dumps(rec, indent=2, sort_keys=True) + "\n")
+
+
+def _download(
+    name: str, entry: Pretrained, pth: Path, expected: str | None, progress: bool, timeout: float
+) -> tuple[str, str]:
+    """Fetch the official file from the first URL that answers; returns ``(url, sha256)``."""
+    errors = []
+    for url in [fetch.mirrored(u) for u in entry.urls]:
+        try:
+            return url, fetch.download(url, pth, label=name, sha256=expected, progress=progress, timeout=timeout)
+        except fetch.ChecksumError:
+            raise
+        except ImtransError as e:
+            errors.append(str(e))
+    raise ImtransError(
+        f"{'; '.join(errors)}; to install pretrained '{name}' by hand, download {entry.urls[0]} another way and "
+        f"save it as {pth}, or set {fetch.MIRROR_ENV}=http://host:port to a copy of the official folders"
+    )
+
+
+def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
+    """The path of ``name``'s converted weights, downloading and converting them first if needed.
+
+    Safe to call from several processes at once (one downloads, the others
+    wait and then find it cached).  Raises :class:`ImtransError` for an
+    unknown name, an architecture that cannot be imported, a failed download
+    (naming the URL and how to place the file by hand) and a refused file.
+    """
+    entry = get(name)
+    weights = weights_path(name)
+    if weights.is_file() and read_record(name):  # the common case, without taking the lock
+        _verify_cached(name, weights)
+        return weights
+    check_importable(name, entry)
+    folder = model_dir(name)
+    with fetch.DownloadLock(folder):
+        if weights.is_file():  # another process finished it while we waited
+            _verify_cached(name, weights)
+            return weights
+        record = read_record(name)
+        expected = entry.sha256 or record.get("source_sha256")
+        pth = folder / f"{name}.pth"
+        url = fetch.mirrored(entry.urls[0])
+        if pth.is_file():  # placed by hand, or left by an interrupted conversion
+            digest = fetch.sha256_file(pth)
+            if expected and digest != expected.lower():
+                pth.unlink()
+                raise fetch.ChecksumError(
+                    f"{pth} has sha256 {digest} but {expected.lower()} was expected for pretrained '{name}'; "
+                    "it was removed: run again to download it, or place the published file there"
+                )
+        else:
+            url, digest = _download(name, entry, pth, expected, progress, timeout)
+        try:
+            data = convert(name, entry, pth, url)
+        except RefusedFileError:
+            pth.unlink(missing_ok=True)
+            raise
+        from imtrans.engine.checkpoint import atomic_write_bytes
+
+        # The record goes first: weights on disk always have the checksum they must match.
+        _write_record(name, {"name": name, "url": url, "source_sha256": digest,
+                             "weights_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+        atomic_write_bytes(weights, data)
+        pth.unlink(missing_ok=True)
+        log.info("pretrained %s converted into %s", name, weights)
+    return weights
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress: bool = True) -> str | os.PathLike:
+    """A run directory, checkpoint or weights file as given; a zoo name as its cached weights file.
+
+    This is the one place where a model argument becomes a zoo model: an
+    existing path always wins, then a registered zoo name (downloaded on first
+    use).  A plain word that is neither gets the closest zoo names as a hint;
+    anything path-like is returned unchanged, for the checkpoint reader's own
+    "does not exist" message.  A zoo model translates one way (``a2b``): asked
+    for ``b2a``, the message names its ``reverse`` model.
+    """
+    if Path(model).exists():
+        return model
+    text = os.fspath(model)
+    if text in registry():
+        entry = get(text)
+        if direction != "a2b":
+            other = f"use pretrained '{entry.reverse}' instead" if entry.reverse else "no model for the other way is listed"
+            raise ImtransError(
+                f"pretrained '{text}' translates one way only ({entry.source} -> {entry.target}, direction a2b); "
+                f"for direction '{direction}' {other}"
+            )
+        return ensure(text, progress=progress)
+    if _PLAIN.fullmatch(text) and not Path(text).suffix:
+        from imtrans.registry import suggest
+
+        close = suggest(text, names())
+        hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
+        raise ImtransError(
+            f"'{text}' is neither an existing run directory or checkpoint nor a pretrained model name{hint} "
+            "(see `imtrans pretrained list`)"
+        )
+    return model
+
+
+#: parameters that do not change the weights' layout: fine-tuning may choose them freely
+_FREE = ("dropout", "init", "init_gain", "pretrained")
+
+
+def init_from_pretrained(net: Any, name: str, part: str, params: dict[str, Any]) -> None:
+    """Load zoo model ``name`` into ``net`` (a ``part`` built with ``params``) to fine-tune it.
+
+    What a generator's ``pretrained = "horse2zebra"`` parameter runs.  The
+    entry's architecture must be the network's (apart from dropout and
+    initialisation); otherwise one sentence names the first differing parameter.
+    """
+    from imtrans.engine.checkpoint import load_into, load_weights
+
+    from imtrans.registry import get_registry
+
+    entry = get(name)
+    reg = get_registry("generator")
+    # compare with the entry's full architecture: the parameters it leaves out are the part's defaults
+    full = {**(reg.get(entry.part).defaults() if entry.part in reg else {}), **entry.params}
+    wrong = [k for k, v in full.items() if k not in _FREE and k in params and params[k] != v]
+    if entry.part != part or wrong:
+        what = f"'{part}'" if entry.part != part else f"{wrong[0]}={params[wrong[0]]!r}"
+        fix = f"{wrong[0]}={full[wrong[0]]!r}" if wrong and entry.part == part else f"the part '{entry.part}'"
+        raise ImtransError(
+            f"generator parameter pretrained='{name}' needs a {entry.describe_architecture()} network but this "
+            f"generator has {what}; use {fix}, or leave out pretrained"
+        )
+    path = ensure(name)
+    load_into(net, load_weights(path, "G"), f"pretrained '{name}' ({path})")
