@@ -70,6 +70,7 @@ class Pix2Pix(Scheme):
     """
 
     translators = {"a2b": "G"}
+    sample_labels = (("A: input", "G(A): translated", "B: real target"),)
     #: the trainer feeds pairs: batch["a"][i] and batch["b"][i] belong together
     paired = True
 
