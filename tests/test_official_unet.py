@@ -61,7 +61,7 @@ def official(tmp_path_factory):
 
 
 def test_imported_unet_256_matches_the_official_forward(official, tmp_path):
-    from imtrans.cli.weights import import_weights_file
+    from imtrans.nets.official import import_weights_file
 
     pth, sd = official
     assert "model.model.1.model.3.model.3.model.3.model.3.model.3.model.3.model.1.weight" in sd  # 8 levels deep
