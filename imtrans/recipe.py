@@ -73,6 +73,9 @@ class DataConfig(_Strict):
     b: Optional[PartSpec] = Field(None, description="Domain B (training); default: layout of `root`.")
     test_a: Optional[PartSpec] = Field(None, description="Held-out domain A for evaluation and samples.")
     test_b: Optional[PartSpec] = Field(None, description="Held-out domain B for evaluation and samples.")
+    direction: Literal["AtoB", "BtoA"] = Field(
+        "AtoB", description="Paired schemes: AtoB translates each pair's A to its B; BtoA swaps them (official --direction)."
+    )
     augment: PartSpec = Field(
         default_factory=lambda: PartSpec(name="resize_and_crop"), description="Augmentation preset."
     )

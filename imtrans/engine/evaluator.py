@@ -1,10 +1,11 @@
 """Evaluation during training: numbers on held-out images, never a change to training state.
 
 The ground-truth translation error on domains that know each image's counterpart (the synthetic
-tasks), and FID/KID of each direction on the held-out split when a feature extractor is given and
-its weights are available (:func:`imtrans.eval.fid_kid_for_run`; otherwise ``notes`` says once why
-they are skipped).  ``best_key`` names the metric that selects ``checkpoints/best`` (lower is
-better): ``fid_a2b`` when FID is measured; ``None`` keeps no ``best``.
+tasks); for paired schemes (pix2pix) L1, PSNR and SSIM against the held-out pairs' real targets
+(:mod:`imtrans.engine.paired_eval`); and FID/KID of each direction on the held-out split when a
+feature extractor is given and its weights are available (:func:`imtrans.eval.fid_kid_for_run`;
+otherwise ``notes`` says once why they are skipped).  ``best_key`` names the metric that selects
+``checkpoints/best`` (lower is better): ``fid_a2b`` when FID is measured; ``None`` keeps no ``best``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Evaluator:
     @torch.no_grad()
     def evaluate(self, scheme) -> dict[str, float]:
         """Metrics by name; empty when nothing can be measured."""
+        if getattr(scheme, "paired", False):
+            return self._paired(scheme)
         out: dict[str, float] = {}
         with preserve_state(scheme):
             for side, direction in (("test_a", "a2b"), ("test_b", "b2a")):
@@ -82,6 +85,17 @@ class Evaluator:
                               device=self.device)
         return {f"fid_{direction}": res["fid"], f"kid_{direction}": res["kid_mean"],
                 f"kid_std_{direction}": res["kid_std"]}
+
+    def _paired(self, scheme) -> dict[str, float]:
+        """L1 / PSNR / SSIM of G(input) against the real targets of the held-out pairs (see paired_eval)."""
+        from imtrans.engine.paired_eval import paired_metrics
+
+        pairs = self.domains.get("test_a")
+        if pairs is None or not hasattr(pairs, "target"):
+            return {}
+        run = getattr(scheme, "test_forward", None) or scheme.translator("a2b")
+        with preserve_state(scheme):
+            return paired_metrics(run, pairs, self.augment, self.device, self.max_images)
 
     def _ground_truth(self, scheme, dom, direction: str) -> dict[str, float]:
         """``gt_l1_<dir>``: mean |G(x) - target(x)| in [0, 1] pixel units; ``copy_l1_<dir>``: the
