@@ -20,8 +20,13 @@ from imtrans.errors import ImtransError
 from imtrans.recipe import Recipe
 
 
-def build_parts(recipe: Recipe) -> dict[str, Any]:
-    """Build the scheme (its networks and losses), the augmentation and the domains; return them by role."""
+def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, Any]:
+    """Build the scheme (its networks and losses), the augmentation and the domains; return them by role.
+
+    With a ``warnings`` list, a training domain that cannot be built here (its data is not downloaded
+    yet, say) is reported there instead of raised: the recipe itself is valid, this machine just
+    cannot run it yet.
+    """
     from imtrans.engine.data import domain_specs  # where training finds its domains
 
     out: dict[str, Any] = {}
@@ -31,9 +36,11 @@ def build_parts(recipe: Recipe) -> dict[str, Any]:
     for key, (spec, split) in domain_specs(recipe).items():  # type: ignore[misc]
         try:
             out[f"data.{key}"] = registry.build_spec("domain", spec.as_dict(), split)
-        except ImtransError:
+        except ImtransError as e:
             explicit = getattr(recipe.data, key) is not None
             if key.startswith("test") and not explicit:
                 continue  # no held-out split in the layout: training samples from training images
-            raise
+            if warnings is None:
+                raise
+            warnings.append(f"data.{key}: {e}")
     return out

@@ -77,8 +77,13 @@ def check(
 
     check_run(recipe, list(set_))  # a run directory with a checkpoint: are its plugins installed?
     r = load_recipe(recipe, set_)
-    build_parts(r)
+    missing: list[str] = []
+    build_parts(r, warnings=missing)
+    for w in missing:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     status = f"{recipe} is valid (run directory: {Path(r.output.root) / r.run_name()})"
+    if missing:
+        status += "; its data is missing here, so `imtrans run` would stop (see the warning above)"
     if as_json:
         typer.echo(json.dumps(r.to_dict(), indent=2))
         err_console.print(f"[green]ok:[/] {status}", highlight=False, soft_wrap=True)
