@@ -16,7 +16,7 @@ from imtrans.cli._console import console, err_console
 @app.command("translate")
 def translate(
     model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
-    inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image or video files, folders (recursive) or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (relative folders and file stems are kept)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a (CycleGAN: G or F)."),
     suffix: str = typer.Option("", "--suffix", help="Appended to each output file stem, e.g. _zebra."),
