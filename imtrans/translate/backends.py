@@ -194,6 +194,8 @@ def resolve_backend(backend: str, precision: str, device: torch.device, tiled: b
         raise ImtransError(f"--backend onnxruntime runs on the CPU only; use --device cpu or --backend torch (device {device})")
     if precision == "int8" and backend != "onnxruntime":
         raise ImtransError("--precision int8 needs --backend onnxruntime")
+    if backend == "onnxruntime" and precision not in ("auto", "fp32", "int8"):
+        raise ImtransError(f"--precision '{precision}' is not available with --backend onnxruntime; use fp32 or int8")
     if backend == "onnxruntime" and tiled:
         raise ImtransError("--tile is not supported with --backend onnxruntime; use --backend torch for tiled translation")
     if backend == "auto":
