@@ -109,6 +109,24 @@ def test_resnet_encode_stops_early():
     assert calls == []
 
 
+def test_residual_unet_draws_only_the_change():
+    torch.manual_seed(0)
+    plain = UnetGenerator(ngf=4, num_downs=5)
+    res = UnetGenerator(ngf=4, num_downs=5, residual=True)
+    res.load_state_dict(plain.state_dict())  # same layers: official weights still load
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(res(x), (x + 2 * plain(x)).clamp(-1, 1))
+        last = res.model.model[-2]  # the outermost ConvTranspose2d, before tanh
+        last.weight.zero_()
+        last.bias.zero_()
+        assert torch.equal(res(x), x)  # a zero change passes the input through exactly
+        last.bias.fill_(5.0)
+        assert torch.equal(res(x), torch.ones_like(x))  # x + ~2 is clamped to the image range
+    with pytest.raises(ImtransError, match="in_channels == out_channels"):
+        UnetGenerator(in_channels=1, out_channels=3, ngf=4, num_downs=5, residual=True)
+
+
 def test_unet_encode_levels():
     g = UnetGenerator(ngf=8, norm="batch", num_downs=6).eval()
     feats = g.encode(torch.randn(1, 3, 64, 64), [0, 1, 5])

@@ -68,3 +68,18 @@ def test_fast_enough():
     for i in range(50):
         d.load(i)
     assert (time.perf_counter() - t) / 50 < 0.02  # generous bound for slow CI machines
+
+
+def test_every_outline_is_visible():
+    """No shape overlaps another or leaves the image, so B is a function of what A shows."""
+    from imtrans.data.synthetic import _shape_fields
+
+    d = SyntheticDomain("train", count=200, size=64)
+    counts = []
+    for i in range(200):
+        alpha = _shape_fields(d.scene(i))[0]  # [n, S, S] coverage of each shape
+        counts.append(alpha.shape[0])
+        assert alpha.sum(axis=0).max() <= 1.0 + 1e-6, i  # no pixel covered twice
+        border = np.concatenate([alpha[:, 0], alpha[:, -1], alpha[:, :, 0], alpha[:, :, -1]], axis=1)
+        assert border.max() == 0, i
+    assert min(counts) >= 1 and max(counts) >= 3

@@ -33,6 +33,7 @@ def run(
     """Train from a recipe into runs/NAME (checkpoints, metrics.jsonl, samples, index.html)."""
     from imtrans import cli
     from imtrans.engine import distributed
+    from imtrans.engine.report import describe_eval
     from imtrans.engine.trainer import Trainer
     from imtrans.recipe import load_recipe
 
@@ -59,7 +60,6 @@ def run(
     if distributed.env_info().rank != 0:
         return
     console.print(f"[green]{res.stopped}[/] after {res.steps} steps ({res.seconds:.1f} s): {res.run_dir}")
-    for k, v in res.eval_after.items():
-        before = res.eval_before.get(k)
-        console.print(f"  {k}: {v:.4f}" + (f" (before training: {before:.4f})" if before is not None else ""))
+    for line in describe_eval(res.eval_after, res.eval_before):
+        console.print(f"  {line}", highlight=False)
     console.print(f"  report: {res.run_dir / 'index.html'}")

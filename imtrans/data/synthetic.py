@@ -50,6 +50,9 @@ TASKS: tuple[str, ...] = ("stripes", "paint")
 _STREAMS = {("train", "a"): 0, ("train", "b"): 1, ("test", "a"): 2, ("test", "b"): 3}
 
 
+_PLACEMENT_TRIES = 30  # attempts to place each shape; a scene keeps the shapes that fit
+
+
 def _scene_seed(seed: int, stream: int, index: int) -> int:
     # Large odd multipliers keep (seed, stream, index) triples from colliding
     # for any realistic count; Python's Random accepts arbitrary ints.
@@ -78,8 +81,19 @@ class Scene:
     shapes: tuple[_Shape, ...]
 
 
+def _reach(kind: str, rx: float, ry: float) -> float:
+    """Radius of the circle around a shape's centre that contains all of it (any rotation)."""
+    return rx if kind == "ellipse" else math.hypot(rx, ry)
+
+
 def make_scene(seed: int, stream: int, index: int, size: int) -> Scene:
-    """Draw scene ``index`` of ``stream`` (deterministic in all arguments)."""
+    """Draw scene ``index`` of ``stream`` (deterministic in all arguments).
+
+    Every shape lies wholly inside the image and no two overlap: the B rendering then
+    depends only on what the A image shows (stripes anchored to an outline hidden under
+    another shape or cut by the border could not be inferred from the A image, which made
+    part of the old task's ground truth unlearnable).
+    """
     rng = random.Random(_scene_seed(seed, stream, index))
 
     def muted() -> tuple[float, float, float]:
@@ -87,20 +101,21 @@ def make_scene(seed: int, stream: int, index: int, size: int) -> Scene:
         return colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.3), rng.uniform(0.35, 0.8))
 
     bg0, bg1 = muted(), muted()
-    shapes = []
-    for _ in range(rng.randint(1, 3)):
-        r_big = rng.uniform(0.14, 0.3) * size
-        shapes.append(
-            _Shape(
-                kind=rng.choice(("ellipse", "box")),
-                cx=rng.uniform(0.2, 0.8) * size,
-                cy=rng.uniform(0.2, 0.8) * size,
-                rx=r_big,
-                ry=r_big * rng.uniform(0.5, 1.0),
-                angle=rng.uniform(0, math.pi),
-                color=colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0)),
-            )
-        )
+    shapes: list[_Shape] = []
+    for _ in range(rng.randint(2, 4)):
+        for _attempt in range(_PLACEMENT_TRIES):  # rejection sampling of a free spot
+            kind = rng.choice(("ellipse", "box"))
+            rx = rng.uniform(0.14, 0.3) * size
+            ry = rx * rng.uniform(0.5, 1.0)
+            reach = _reach(kind, rx, ry)
+            lo, hi = reach + 1, size - reach - 1
+            if lo > hi:
+                continue
+            cx, cy = rng.uniform(lo, hi), rng.uniform(lo, hi)
+            if all(math.hypot(cx - s.cx, cy - s.cy) > reach + _reach(s.kind, s.rx, s.ry) + 2 for s in shapes):
+                color = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.6, 1.0), rng.uniform(0.7, 1.0))
+                shapes.append(_Shape(kind, cx, cy, rx, ry, rng.uniform(0, math.pi), color))
+                break
     return Scene(size, bg0, bg1, rng.uniform(0, 2 * math.pi), tuple(shapes))
 
 

@@ -6,37 +6,83 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+from torchvision.utils import make_grid
 
 from imtrans.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from imtrans.engine.svgplot import Panel, small_multiples
 
 
-def grid_image(rows: list[list[torch.Tensor]], pad: int = 2) -> Image.Image:
-    """Rows of [B,C,H,W] tensors in [-1,1] -> one RGB image; each sample gets its own row."""
-    lines = []
-    for row in rows:
-        for i in range(row[0].shape[0]):
-            lines.append([t[i] for t in row])
-    h, w = lines[0][0].shape[-2:]
-    cols = max(len(r) for r in lines)
-    canvas = torch.ones(3, len(lines) * (h + pad) + pad, cols * (w + pad) + pad)
-    for r, line in enumerate(lines):
-        for c, img in enumerate(line):
-            img = img.detach().float().cpu()
-            if img.shape[0] == 1:
-                img = img.expand(3, -1, -1)
-            y, x = pad + r * (h + pad), pad + c * (w + pad)
-            canvas[:, y : y + h, x : x + w] = (img[:3].clamp(-1, 1) + 1) / 2
-    arr = (canvas * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(arr)
+GRID_TILE = 128  # sample tiles are scaled up (nearest neighbour) to at least this many pixels
+LABELS_KEY = "imtrans:labels"  # PNG text chunk holding the grid's column labels as JSON
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)  # scalable font, Pillow >= 10.1
+    except TypeError:  # pragma: no cover - older Pillow: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _group_tensor(row: list[torch.Tensor], cols: int, scale: int) -> torch.Tensor:
+    """One row of ``[B,C,H,W]`` tensors in [-1,1] -> ``[B*cols,3,H*s,W*s]`` in [0,1], sample-major."""
+    tiles = []
+    for t in row:
+        t = t.detach().float().cpu()[:, :3]
+        if t.shape[1] == 1:
+            t = t.expand(-1, 3, -1, -1)
+        tiles.append((t.clamp(-1, 1) + 1) / 2)
+    blank = torch.ones_like(tiles[0])  # short rows are padded with white tiles
+    tiles += [blank] * (cols - len(tiles))
+    out = torch.stack(tiles, dim=1).flatten(0, 1)  # [B, cols, ...] -> sample by sample
+    if scale > 1:  # nearest neighbour keeps every pixel a crisp square
+        out = torch.nn.functional.interpolate(out, scale_factor=scale, mode="nearest")
+    return out
+
+
+def grid_image(rows: list[list[torch.Tensor]], labels: Sequence[Sequence[str]] | None = None,
+               pad: int = 2, min_tile: int = GRID_TILE) -> Image.Image:
+    """Rows of ``[B,C,H,W]`` tensors in [-1,1] -> one RGB image, each sample on its own line.
+
+    Row ``k`` of ``rows`` (e.g. ``a, G(a), F(G(a))``) becomes a group of ``B`` lines under a
+    header naming its columns (``labels[k]``, e.g. a scheme's ``sample_labels``).  Tiles
+    are scaled up by a whole factor with nearest-neighbour so small images stay readable.
+    The labels are also stored in the PNG's ``imtrans:labels`` text chunk.
+    """
+    h = rows[0][0].shape[-2]
+    scale = max(1, min_tile // h)
+    cols = max(len(r) for r in rows)
+    groups = [make_grid(_group_tensor(r, cols, scale), nrow=cols, padding=pad, pad_value=1.0) for r in rows]
+    font = _font(12)
+    head = 20 if labels else 0
+    cell = rows[0][0].shape[-1] * scale + pad  # make_grid: pad, tile, pad, tile, ..., pad
+    canvas = Image.new("RGB", (groups[0].shape[-1], sum(g.shape[-2] + head for g in groups)), "white")
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for k, g in enumerate(groups):
+        if labels and k < len(labels):
+            for c, text in enumerate(labels[k][:cols]):
+                # centred by measuring (anchors need FreeType; the bitmap fallback font has none)
+                x = pad + c * cell + (cell - pad - draw.textlength(text, font=font)) / 2
+                draw.text((max(0.0, x), y + 4), text, fill="black", font=font)
+        arr = (g * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        canvas.paste(Image.fromarray(arr), (0, y + head))
+        y += head + g.shape[-2]
+    canvas.info[LABELS_KEY] = json.dumps([list(r) for r in labels or []])
+    return canvas
 
 
 def save_png(img: Image.Image, path: Path) -> None:
+    """Write ``img`` as PNG atomically, keeping its ``imtrans:labels`` text chunk if it has one."""
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    meta = PngInfo()
+    if LABELS_KEY in img.info:
+        meta.add_text(LABELS_KEY, img.info[LABELS_KEY])
+    img.save(buf, format="PNG", pnginfo=meta)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -76,61 +122,107 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def _svg_plot(records: list[dict[str, Any]], width: int = 720, height: int = 260) -> str:
-    """Loss curves as inline SVG (no plotting dependency)."""
+def baseline_pairs(metrics: dict[str, float]) -> list[tuple[str, float, float | None]]:
+    """``(direction, error, copy_error)`` for each ``gt_l1_<direction>`` metric, in order.
+
+    ``copy_l1_<direction>`` is the error of returning the input unchanged: the baseline a
+    translation has to beat (``None`` where a metric has no such baseline).
+    """
+    return [(k[len("gt_l1_"):], v, metrics.get("copy_l1_" + k[len("gt_l1_"):]))
+            for k, v in metrics.items() if k.startswith("gt_l1_")]
+
+
+def describe_eval(after: dict[str, float], before: dict[str, float] | None = None) -> list[str]:
+    """One line per direction for a person: the error, where it started, and the copy baseline."""
+    lines, shown = [], set()
+    for d, v, copy in baseline_pairs(after):
+        shown |= {"gt_l1_" + d, "copy_l1_" + d}
+        text = f"{d}: ground-truth error {v:.4f}"
+        if before and "gt_l1_" + d in before:
+            text += f" (before training {before['gt_l1_' + d]:.4f})"
+        if copy:
+            text += f"; copying the input scores {copy:.4f} (error / copy = {v / copy:.2f})"
+        lines.append(text)
+    lines += [f"{k}: {v:.4f}" for k, v in after.items() if k not in shown]
+    return lines
+
+
+def _loss_plots(records: list[dict[str, Any]]) -> str:
     train = [r for r in records if r.get("kind") == "train"]
     if not train:
         return "<p>No training metrics yet.</p>"
-    keys = [k for k in train[-1]["losses"]]
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-    xs = [r["step"] for r in train]
-    x0, x1 = min(xs), max(xs) or 1
-    vals = [v for r in train for v in r["losses"].values() if v == v and abs(v) < 1e6]
-    y0, y1 = (min(vals), max(vals)) if vals else (0.0, 1.0)
-    if y1 - y0 < 1e-9:
-        y1 = y0 + 1
-    m = 40
+    keys = list(dict.fromkeys(k for r in train for k in r["losses"]))
+    panels = [Panel(k, {k: [(r["step"], float(r["losses"][k])) for r in train if k in r["losses"]
+                            and abs(float(r["losses"][k])) < 1e6]}) for k in keys]
+    return small_multiples(panels)
 
-    def px(x: float, y: float) -> str:
-        fx = m + (x - x0) / max(1e-9, x1 - x0) * (width - 2 * m)
-        fy = height - m - (y - y0) / (y1 - y0) * (height - 2 * m)
-        return f"{fx:.1f},{fy:.1f}"
 
-    lines, legend = [], []
-    for i, k in enumerate(keys):
-        pts = [px(r["step"], r["losses"][k]) for r in train if k in r["losses"] and r["losses"][k] == r["losses"][k]]
-        c = colors[i % len(colors)]
-        lines.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.5" points="{" ".join(pts)}"/>')
-        legend.append(f'<span style="color:{c}">&#9632; {html.escape(k)}</span>')
-    axes = (
-        f'<line x1="{m}" y1="{height - m}" x2="{width - m}" y2="{height - m}" stroke="#888"/>'
-        f'<line x1="{m}" y1="{m}" x2="{m}" y2="{height - m}" stroke="#888"/>'
-        f'<text x="{m}" y="{height - 10}" font-size="11">step {x0}</text>'
-        f'<text x="{width - m - 60}" y="{height - 10}" font-size="11">step {x1}</text>'
-        f'<text x="2" y="{m}" font-size="11">{y1:.3g}</text><text x="2" y="{height - m}" font-size="11">{y0:.3g}</text>'
+def _eval_plot(evals: list[dict[str, Any]]) -> str:
+    if len(evals) < 2:
+        return ""
+    panels = []
+    for d, _, copy in baseline_pairs(evals[-1]["metrics"]):
+        pts = [(r["step"], r["metrics"]["gt_l1_" + d]) for r in evals if "gt_l1_" + d in r["metrics"]]
+        panels.append(Panel(f"{d}: ground-truth error", {d: pts}, {"copying the input": copy} if copy else {}))
+    return small_multiples(panels, width=320, height=170)
+
+
+def _eval_table(evals: list[dict[str, Any]]) -> str:
+    if not evals:
+        return "<p>No evaluation yet.</p>"
+    keys = list(dict.fromkeys(k for r in evals for k in r["metrics"]))
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join(
+        f"<tr><td>{r['step']}{' (final)' if r.get('final') else ''}</td>"
+        + "".join(f"<td>{r['metrics'][k]:.4f}</td>" if k in r["metrics"] else "<td></td>" for k in keys)
+        + "</tr>"
+        for r in evals
     )
-    return f'<svg width="{width}" height="{height}">{axes}{"".join(lines)}</svg><div>{" ".join(legend)}</div>'
+    return f"<table><thead><tr><th>step</th>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _grid_labels(path: Path) -> list[list[str]]:
+    try:
+        with Image.open(path) as im:
+            return json.loads(im.info.get(LABELS_KEY, "[]"))
+    except (OSError, ValueError):
+        return []  # a grid being replaced or from an older version: no legend
+
+
+_STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
+h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+img{image-rendering:pixelated} figure{margin:1em 0} .plots{display:flex;flex-wrap:wrap;gap:6px}
+table{border-collapse:collapse} th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f2f2f2} .result{font-size:1.1em} .note{color:#666;font-size:.9em}"""
 
 
 def write_index(run_dir: Path, title: str) -> None:
-    """index.html: loss plot, evaluation results and every sample grid, newest first."""
+    """index.html: result against the copy baseline, loss panels, evaluation table, sample grids."""
     records = read_metrics(run_dir / "metrics.jsonl")
     evals = [r for r in records if r.get("kind") == "eval"]
     samples = sorted((run_dir / "samples").glob("*.png"), reverse=True)
-    ev_rows = "".join(
-        f"<tr><td>{r['step']}</td>" + "".join(f"<td>{html.escape(k)} = {v:.4f}</td>" for k, v in r["metrics"].items()) + "</tr>"
-        for r in evals
-    )
+    result = ""
+    if evals:
+        lines = describe_eval(evals[-1]["metrics"], evals[0]["metrics"] if len(evals) > 1 else None)
+        items = "".join(f"<li>{html.escape(x)}</li>" for x in lines)
+        result = (f"<h2>Result at step {evals[-1]['step']}</h2><ul class=\"result\">{items}</ul>"
+                  "<p class=\"note\">Ground-truth error: mean |translation - truth| over held-out images, "
+                  "in [0, 1] pixel units (lower is better).</p>")
+    legend = ""
+    if samples and (labels := _grid_labels(samples[0])):
+        legend = "<p>Each block of rows shows " + "; ".join(
+            " | ".join(html.escape(x) for x in row) for row in labels) + ".</p>"
     imgs = "".join(
-        f'<figure><figcaption>{html.escape(p.stem)}</figcaption><img src="samples/{html.escape(p.name)}"></figure>'
+        f'<figure><h3>{html.escape(p.stem)}</h3><img src="samples/{html.escape(p.name)}" '
+        f'alt="sample grid {html.escape(p.stem)}"></figure>'
         for p in samples
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}} img{{image-rendering:pixelated;max-width:100%}} figure{{margin:1em 0}}</style>
+<style>{_STYLE}</style>
 </head><body><h1>{html.escape(title)}</h1>
-<p>Sample rows: a | G(a) | F(G(a)) and b | F(b) | G(F(b)).</p>
-<h2>Losses</h2>{_svg_plot(records)}
-<h2>Evaluation</h2><table>{ev_rows or "<tr><td>none yet</td></tr>"}</table>
-<h2>Samples</h2>{imgs}
+{result}
+<h2>Losses</h2>{_loss_plots(records)}
+<h2>Evaluation</h2>{_eval_plot(evals)}{_eval_table(evals)}
+<h2>Samples (newest first)</h2>{legend}{imgs or "<p>No samples yet.</p>"}
 </body></html>"""
     atomic_write_text(run_dir / "index.html", page)

@@ -194,6 +194,8 @@ class UnetGenerator(_GeneratorBase):
     outermost level (capped at 8*ngf deeper); ``norm`` (pix2pix uses batch);
     ``dropout`` 0.5 dropout in the ``num_downs - 5`` innermost middle levels
     (as official); ``num_downs`` levels (>= 5); ``init``/``init_gain``;
+    ``residual`` (not in the official code): output ``clamp(x + 2 * net(x))``, so the
+    network only draws the change and unchanged pixels pass through exactly.
     ``pretrained`` a model-zoo name whose weights replace the initialisation.
     """
 
@@ -209,6 +211,7 @@ class UnetGenerator(_GeneratorBase):
         num_downs: int = 8,
         init: InitName = "normal",
         init_gain: float = 0.02,
+        residual: bool = False,
         pretrained: str = "",
     ):
         super().__init__()
@@ -227,10 +230,19 @@ class UnetGenerator(_GeneratorBase):
         block = UnetSkipBlock(ngf, ngf * 2, submodule=block, norm=norm)
         self.model = UnetSkipBlock(out_channels, ngf, input_nc=in_channels, submodule=block, outermost=True, norm=norm)
         init_weights(self, init, init_gain)
+        if residual and in_channels != out_channels:
+            raise ImtransError(
+                f"unet generator: residual = true needs in_channels == out_channels; got {in_channels} and {out_channels}"
+            )
+        self.residual = residual
         _load_pretrained(self, pretrained, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
+        if self.residual:
+            # The network draws a change on top of the input (twice tanh's range, so a
+            # pixel can move across the whole [-1, 1]); clamping keeps the output range.
+            return (x + 2 * self.model(x)).clamp(-1, 1)
         return self.model(x)
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:

@@ -201,6 +201,9 @@ class Scheme(nn.Module):
 
     #: names of the translation networks, e.g. {"a2b": "G", "b2a": "F"}
     translators: dict[str, str] = {}
+    #: column labels of each row that ``sample_rows`` returns (the sample grid's headers),
+    #: e.g. (("A: input", "G(A): translated"),); empty: the grid has no headers
+    sample_labels: tuple[tuple[str, ...], ...] = ()
 
     def __init__(self, recipe) -> None:
         super().__init__()
@@ -297,7 +300,7 @@ class Scheme(nn.Module):
 
     @torch.no_grad()
     def sample_rows(self, a: torch.Tensor, b: torch.Tensor) -> list[list[torch.Tensor]]:
-        """Rows of images for a sample grid (each a list of [B,C,H,W] in [-1,1])."""
+        """Rows of images for a sample grid (each a list of [B,C,H,W] in [-1,1]); ``sample_labels`` names their columns."""
         raise NotImplementedError
 
     def translator(self, direction: str) -> nn.Module:

@@ -67,6 +67,8 @@ class CycleGAN(Scheme):
     """CycleGAN: two generators, two discriminators, adversarial + cycle + identity losses."""
 
     translators = {"a2b": "G", "b2a": "F"}
+    sample_labels = (("A: input", "G(A): translated", "F(G(A)): reconstructed"),
+                     ("B: input", "F(B): translated", "G(F(B)): reconstructed"))
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class CUT(Scheme):
     """
 
     translators = {"a2b": "G"}
+    sample_labels = (("A: input", "G(A): translated"), ("B: input", "G(B): should stay B"))
 
     def __init__(
         self,
