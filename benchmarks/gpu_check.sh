@@ -23,7 +23,7 @@ left() { echo $(( BUDGET - (SECONDS - start) )); }
 say() { echo "[gpu_check $(( SECONDS - start ))s] $*" | tee -a "$LOG"; }
 
 if [ "$DRY_RUN" = 1 ]; then
-  DEVICE=cpu; SIZES=64; ITERS=1; WARMUP=0; PRECS="fp32"; IMPLS="imtrans"; BENCH_BUDGET=120
+  DEVICE=cpu; SIZES=64; ITERS=1; WARMUP=0; PRECS="fp32"; IMPLS="imtrans"; BENCH_BUDGET=90
   TRAIN_SET=(--set data.augment.load_size=72 --set data.augment.crop_size=64 --set model.generator.n_blocks=2
              --set model.generator.ngf=8 --set model.discriminator.ndf=8 --set data.workers=0)
   SAMPLE_EVERY=5

@@ -177,6 +177,18 @@ class Translator:
         pad = lambda xs: [pad_to_multiple(x, self.multiple, self.min_size)[0] for x in xs]  # noqa: E731
         return self.backend.calibrate(pad(calib), pad(held))
 
+    def calibrate_on_files(self, inputs: Iterable[str | os.PathLike]) -> None:
+        """int8 only, once: calibrate on the first readable of ``inputs`` (the domain being translated)."""
+        if self.backend is None or self.precision != "int8" or self.backend.int8_psnr is not None:
+            return
+        images = []
+        for src, _rel in tio.gather_inputs(list(inputs)):
+            with contextlib.suppress(Exception):  # unreadable files are reported by the folder pipeline
+                images.append(self._prepare(tio.load_image(src, self.max_pixels)[0]))
+            if len(images) == 6:
+                break
+        self.calibrate(images)
+
     def _prepare(self, img: Image.Image) -> torch.Tensor:
         """PIL (any mode) -> uint8 ``[C,H,W]`` with C = the generator's input channels, resized if ``size``."""
         if img.mode == "P":  # imageio.to_rgb mishandles opaque palette images; convert first
@@ -283,6 +295,8 @@ class Translator:
         """
         from imtrans.engine.checkpoint import atomic_write_bytes
 
+        inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        self.calibrate_on_files(inputs)
         if format not in tio.FORMATS:
             raise ImtransError(f"--format '{format}' is not one of {', '.join(tio.FORMATS)}")
         if not 1 <= quality <= 100:
@@ -323,10 +337,6 @@ class Translator:
         def decode(src: Path):
             rgb, alpha = tio.load_image(src, self.max_pixels)
             return self._prepare(rgb), alpha
-
-        if self.backend is not None and self.precision == "int8" and self.backend.int8_psnr is None:
-            # Calibrate on the first readable inputs (the domain being translated); raises below the bound.
-            self.calibrate([x for x in (_try(decode, s) for s, _ in todo[:6]) if x is not None])
 
         def encode(arr: np.ndarray, alpha, dst: Path) -> None:
             atomic_write_bytes(dst, tio.encode_image(arr, alpha, format, quality))
@@ -423,13 +433,6 @@ class Translator:
             enc_pool.shutdown(wait=True)
         report.seconds = time.perf_counter() - t0
         return report
-
-
-def _try(decode: Callable, src: Path) -> Optional[torch.Tensor]:
-    try:
-        return decode(src)[0]
-    except Exception:  # noqa: BLE001 - unreadable files are reported by the main loop
-        return None
 
 
 def _reason(e: Exception, src: Path) -> str:
