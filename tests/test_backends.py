@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("IMTRANS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IMTRANS_ONNX_CACHE", str(tmp_path / "home" / "onnx"))
 
 
 def tiny_gen(seed: int = 0):
@@ -91,11 +91,11 @@ def test_resolve_backend_rules(monkeypatch):
     import imtrans.engine.runtime as rt
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(rt, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(rt, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert B.resolve_backend("auto", "auto", cpu) == ("onnxruntime", "fp32")
     assert B.resolve_backend("auto", "auto", cpu, tiled=True) == ("torch", "auto")
     assert B.resolve_backend("auto", "fp32", cpu) == ("torch", "fp32")
-    monkeypatch.setattr(rt, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(rt, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
     assert B.resolve_backend("auto", "auto", cpu) == ("torch", "auto")
     for backend, prec, tiled, msg in [("torch", "int8", False, "needs --backend onnxruntime"),
                                       ("onnxruntime", "fp32", True, "--tile"),

@@ -33,7 +33,7 @@ def translate(
              "int8: --backend onnxruntime, calibrated on the first inputs, refused below 35 dB PSNR vs fp32)."),
     backend: str = typer.Option(
         "auto", "--backend",
-        help="auto, torch or onnxruntime (auto: ONNX Runtime fp32 on CPUs without native bf16 when installed)."),
+        help="auto, torch or onnxruntime (auto on CPU: ONNX Runtime fp32 when installed, PyTorch bf16 on AMX CPUs)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Shard the inputs over N processes (torchrun)."),
