@@ -73,8 +73,10 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from imtrans import registry
+    from imtrans.plugins import load_plugins
     from imtrans.translate import Translator
 
+    load_plugins()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     G = registry.build("generator", "resnet", ngf=args.ngf, n_blocks=args.blocks)

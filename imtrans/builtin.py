@@ -57,6 +57,13 @@ def register_schemes(register):
 
 
 @hookimpl
+def register_feature_extractors(register):
+    from imtrans.eval.features import FEATURE_EXTRACTORS
+
+    _register_all(register, FEATURE_EXTRACTORS)
+
+
+@hookimpl
 def register_pretrained(register):
     from imtrans.zoo.catalogue import PRETRAINED
 

@@ -12,3 +12,7 @@ class ImtransError(Exception):
 
 class RecipeError(ImtransError):
     """A recipe file or an override that does not validate."""
+
+
+class ImtransWarning(UserWarning):
+    """A problem worth a person's attention that does not stop the work (the CLI prints it as one line)."""

@@ -55,6 +55,11 @@ def register_schemes(register):
 
 
 @hookspec
+def register_feature_extractors(register):
+    """Register feature extractors for FID/KID (``imtrans.eval.FeatureExtractor`` subclasses)."""
+
+
+@hookspec
 def register_pretrained(register):
     """Register pretrained translators for the model zoo: ``register(name, imtrans.zoo.Pretrained(...))``."""
 

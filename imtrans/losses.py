@@ -4,7 +4,9 @@ Call conventions (see docs/CONTRACTS.md):
 
 * ``gan``: ``loss(pred, target_is_real, for_discriminator=True) -> scalar``;
   ``pred`` is a logit map or a list of maps (multi-scale: mean over scales).
-* pixel losses: ``loss(pred, target) -> scalar``.
+* pixel losses: ``loss(pred, target) -> scalar``; they declare
+  ``term_kind = "pixel"``, so as extra generator terms they are called
+  ``loss(out, src)`` (see :mod:`imtrans.schemes.terms`).
 
 Every class has ``default_weight``, the factor a scheme applies when a recipe
 gives none.  :func:`gradient_penalty` is the WGAN-GP term (official
@@ -124,6 +126,8 @@ class L1Loss(nn.Module):
     """Mean absolute error between prediction and target (paired reconstruction)."""
 
     default_weight: float = 1.0
+    #: as an extra generator term it is called loss(out, src) (see imtrans.schemes.terms)
+    term_kind = "pixel"
 
     def __init__(self):
         super().__init__()
@@ -136,6 +140,7 @@ class L2Loss(nn.Module):
     """Mean squared error between prediction and target (paired reconstruction)."""
 
     default_weight: float = 1.0
+    term_kind = "pixel"
 
     def __init__(self):
         super().__init__()

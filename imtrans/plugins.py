@@ -1,15 +1,23 @@
-"""Plugin discovery and loading.
+"""Plugin discovery and loading: :func:`load_plugins`, called by the entry points.
 
-Plugins come from three places, loaded in this order:
+Plugins come from four places, loaded in this order:
 
 1. the built-in plugin (``imtrans.builtin``), also declared as an entry point;
 2. installed packages exposing an entry point in the group ``imtrans``;
-3. plain ``.py`` files in directories given with ``--plugins-dir`` (quick experiments).
+3. plain ``.py`` files in directories given with ``--plugins-dir`` (quick experiments);
+4. plugin objects handed to ``load_plugins(objects=...)`` (tests, notebooks).
 
-Each plugin is loaded and asked to register its parts *on its own*: one that
-fails to import, declares an incompatible API version or raises inside a hook
-is recorded with its reason, its parts are removed again, and every other
-plugin keeps working.  ``IMTRANS_DISABLE_PLUGINS=a,b`` skips plugins by name.
+Nothing loads plugins behind a caller's back: the CLI, ``Trainer.fit`` and
+``load_translator`` call :func:`load_plugins` (idempotent), as a library user
+does before building parts.  Each plugin is imported and its ``register_*``
+hooks run through its own pluggy manager (``pm.hook``) into scratch
+registries, merged into the real ones only when every hook succeeded: a
+plugin that fails to import, declares an incompatible API, raises in a hook
+or clashes with another plugin's names is recorded with its reason (and
+traceback) and leaves nothing behind.  Mistakes that do not stop a plugin
+(a misspelled hook, a hook function without ``@hookimpl``, a plugin that
+registers nothing, a type hint that cannot be resolved) are kept as warnings.
+``IMTRANS_DISABLE_PLUGINS=a,b`` skips plugins by name.
 """
 
 from __future__ import annotations
@@ -20,15 +28,17 @@ import importlib.metadata as md
 import importlib.util
 import os
 import sys
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import pluggy
 
-from imtrans import hookspecs
-from imtrans.registry import _REGISTRIES
+from imtrans import hookspecs, registry
+from imtrans.errors import ImtransWarning
+from imtrans.suggest import did_you_mean
 
 #: The plugin API version this imtrans provides.  Plugins may declare the
 #: versions they support with ``IMTRANS_API = [1]``.
@@ -45,12 +55,14 @@ REGISTER_HOOKS = {
     "register_augmentations": "augmentation",
     "register_domains": "domain",
     "register_schemes": "scheme",
+    "register_feature_extractors": "feature_extractor",
     "register_pretrained": "pretrained",
 }
+HOOKS = (*REGISTER_HOOKS, "register_commands")
 
 
-class PluginWarning(UserWarning):
-    """A plugin could not be loaded and was skipped."""
+class PluginWarning(ImtransWarning):
+    """A plugin could not be loaded and was skipped, or loaded with a problem worth fixing."""
 
 
 @dataclass
@@ -58,64 +70,37 @@ class PluginInfo:
     """What ``imtrans plugins`` reports about one plugin."""
 
     name: str
-    source: str  # "builtin", "entry point", "file"
+    source: str  # "builtin", "entry point", "file", "object"
     version: str = ""
     distribution: str = ""
     location: str = ""
     parts: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     disabled: bool = False
+    #: problems that did not stop the plugin (unknown hook names, nothing registered...)
+    warnings: list[str] = field(default_factory=list)
+    #: the full traceback of ``error`` (``imtrans --verbose`` / ``IMTRANS_DEBUG=1`` show it)
+    traceback: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "source": self.source,
-            "version": self.version,
-            "distribution": self.distribution,
-            "location": self.location,
-            "parts": self.parts,
-            "error": self.error,
-            "disabled": self.disabled,
+            "name": self.name, "source": self.source, "version": self.version,
+            "distribution": self.distribution, "location": self.location, "parts": self.parts,
+            "error": self.error, "disabled": self.disabled, "warnings": list(self.warnings),
+            "traceback": self.traceback,
         }
 
 
-class _State:
-    def __init__(self) -> None:
-        self.pm: pluggy.PluginManager | None = None
-        self.infos: dict[str, PluginInfo] = {}
-        self.disabled: set[str] = set()
-        self.plugin_dirs: list[Path] = []
-        self.loaded = False
-        self.extra_plugins: list[tuple[str, Any]] = []
+@dataclass
+class _Loaded:
+    """The outcome of one :func:`load_plugins`: what loaded, and a manager per plugin."""
+
+    options: tuple[Any, ...]
+    infos: dict[str, PluginInfo] = field(default_factory=dict)
+    managers: dict[str, pluggy.PluginManager] = field(default_factory=dict)
 
 
-_state = _State()
-
-
-def configure(*, disable: list[str] | None = None, plugins_dirs: list[str | Path] | None = None) -> None:
-    """Set options before plugins load (the CLI calls this from its global options)."""
-    if disable:
-        _state.disabled.update(d.strip() for d in disable if d.strip())
-    if plugins_dirs:
-        _state.plugin_dirs.extend(Path(p) for p in plugins_dirs)
-    if _state.loaded:
-        reset()
-
-
-def register_plugin(name: str, plugin: Any) -> None:
-    """Register an in-process plugin object (tests, notebooks); reloads the registries."""
-    _state.extra_plugins.append((name, plugin))
-    if _state.loaded:
-        reset()
-
-
-def reset() -> None:
-    """Forget every loaded plugin and part; the next registry use loads them again."""
-    for reg in _REGISTRIES.values():
-        reg._entries.clear()
-    _state.pm = None
-    _state.infos = {}
-    _state.loaded = False
+_loaded: _Loaded | None = None
 
 
 def _env_disabled() -> set[str]:
@@ -123,7 +108,7 @@ def _env_disabled() -> set[str]:
     return {x.strip() for x in raw.split(",") if x.strip()}
 
 
-def _api_error(name: str, module: Any) -> str | None:
+def _api_error(module: Any) -> str | None:
     wanted = getattr(module, "IMTRANS_API", None)
     if wanted is None:
         return None
@@ -141,46 +126,76 @@ def _api_error(name: str, module: Any) -> str | None:
     return None
 
 
-def _load_one(pm: pluggy.PluginManager, info: PluginInfo, loader) -> None:
-    """Import one plugin and run its register hooks, isolating any failure."""
-    _state.infos[info.name] = info
-    if info.name in _state.disabled or info.name in _env_disabled():
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("imtrans")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _hook_warnings(pm: pluggy.PluginManager, module: Any) -> list[str]:
+    """Misspelled hooks (pluggy's ``check_pending``) and hook functions missing ``@hookimpl``."""
+    out = []
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        for name, caller in vars(pm.hook).items():  # name every unknown hook, not only the first
+            if not name.startswith("_") and not caller.has_spec() and caller.get_hookimpls():
+                out.append(f"'{name}' is not an imtrans hook{did_you_mean(name, HOOKS)}; it is never called")
+    marked = {c.name for c in pm.get_hookcallers(module) or []}
+    for name in HOOKS:
+        if callable(getattr(module, name, None)) and name not in marked:
+            out.append(f"function '{name}' is not marked @hookimpl (from imtrans import hookimpl); it is never called")
+    return out
+
+
+def _register_parts(name: str, module: Any) -> tuple[pluggy.PluginManager, dict[str, registry.Registry]]:
+    """Run one plugin's register hooks through its own manager into scratch registries."""
+    pm = _new_manager()
+    pm.register(module, name=name)
+    scratch = registry.new_registries()
+    for hook, kind in REGISTER_HOOKS.items():
+        getattr(pm.hook, hook)(register=functools.partial(scratch[kind].register, plugin=name))
+    return pm, scratch
+
+
+def _fail(info: PluginInfo, message: str) -> None:
+    info.error = message
+    info.traceback = traceback.format_exc()
+
+
+def _load_one(loaded: _Loaded, regs: dict[str, registry.Registry], info: PluginInfo,
+              loader: Callable[[], Any], disabled: set[str]) -> None:
+    """Import one plugin and merge its parts, isolating any failure."""
+    loaded.infos[info.name] = info
+    if info.name in disabled:
         info.disabled = True
         return
     try:
         module = loader()
     except Exception as e:  # noqa: BLE001 - any import failure is reported, not raised
-        info.error = f"failed to import: {type(e).__name__}: {e}"
-        return
-    err = _api_error(info.name, module)
+        return _fail(info, f"failed to import: {type(e).__name__}: {e}")
+    err = _api_error(module)
     if err:
         info.error = err
         return
     if not info.version:
         info.version = str(getattr(module, "__version__", "") or "")
     try:
-        pm.register(module, name=info.name)
+        pm, scratch = _register_parts(info.name, module)
+    except pluggy.PluginValidationError as e:
+        return _fail(info, f"invalid plugin: {e}")
     except Exception as e:  # noqa: BLE001
-        info.error = f"invalid plugin: {type(e).__name__}: {e}"
-        return
+        return _fail(info, f"{type(e).__name__} in a register hook: {e}")
     try:
-        for hook, kind in REGISTER_HOOKS.items():
-            for impl in getattr(pm.hook, hook).get_hookimpls():
-                if impl.plugin_name != info.name:
-                    continue
-                reg = _REGISTRIES[kind]
-                register = functools.partial(reg.register, plugin=info.name)
-                impl.function(register=register)
-    except Exception as e:  # noqa: BLE001
-        info.error = f"{type(e).__name__} in a register hook: {e}"
-        for reg in _REGISTRIES.values():
-            reg.unregister_plugin(info.name)
-        pm.unregister(name=info.name)
-        return
-    for kind, reg in _REGISTRIES.items():
-        got = [en.name for en in reg.entries() if en.plugin == info.name]
-        if got:
-            info.parts[kind] = got
+        registry.merge_all(regs, scratch)
+    except registry.DuplicatePartError as e:
+        return _fail(info, str(e))
+    info.parts = {kind: reg.names() for kind, reg in scratch.items() if reg.names()}
+    info.warnings = _hook_warnings(pm, module)
+    info.warnings += [w for reg in scratch.values() for en in reg.entries() for w in en.warnings]
+    if not info.parts and not pm.hook.register_commands.get_hookimpls():
+        info.warnings.append("it registered no parts and no commands; check its hook names and @hookimpl markers")
+    loaded.managers[info.name] = pm
 
 
 def _load_file_plugin(path: Path):
@@ -194,71 +209,114 @@ def _load_file_plugin(path: Path):
     return module
 
 
-def ensure_loaded() -> pluggy.PluginManager:
-    """Load every plugin once (idempotent) and return the plugin manager."""
-    if _state.loaded and _state.pm is not None:
-        return _state.pm
-    pm = pluggy.PluginManager("imtrans")
-    pm.add_hookspecs(hookspecs)
-    _state.pm = pm
-    _state.loaded = True  # set early: hooks that build parts must not recurse into loading
-    _state.infos = {}
+def _candidates(dirs: tuple[Path, ...], objects: tuple[tuple[str, Any], ...]):
+    """(PluginInfo, loader) for every plugin, in load order, each name once."""
+    import imtrans
 
     eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
     # The built-in plugin always loads first (also when imtrans runs from a source tree
     # without installed metadata), so third-party duplicates are the ones reported.
     builtin_ep = next((ep for ep in eps if ep.name == BUILTIN), None)
-    import imtrans
-
-    _load_one(
-        pm,
-        PluginInfo(BUILTIN, "builtin", version=imtrans.__version__, distribution="imtrans",
-                   location="imtrans.builtin"),
-        (builtin_ep.load if builtin_ep is not None else (lambda: importlib.import_module("imtrans.builtin"))),
-    )
+    yield (PluginInfo(BUILTIN, "builtin", version=imtrans.__version__, distribution="imtrans",
+                      location="imtrans.builtin"),
+           builtin_ep.load if builtin_ep is not None else (lambda: importlib.import_module("imtrans.builtin")))
     seen = {BUILTIN}
     for ep in eps:
-        if ep.name in seen:
-            continue
-        seen.add(ep.name)
-        dist = getattr(ep, "dist", None)
-        info = PluginInfo(
-            ep.name,
-            "entry point",
-            version=(dist.version if dist is not None else ""),
-            distribution=(dist.metadata["Name"] if dist is not None else ""),
-            location=ep.value,
-        )
-        _load_one(pm, info, ep.load)
-    for d in _state.plugin_dirs:
+        if ep.name not in seen:
+            seen.add(ep.name)
+            dist = getattr(ep, "dist", None)
+            yield (PluginInfo(ep.name, "entry point", version=(dist.version if dist is not None else ""),
+                              distribution=(dist.metadata["Name"] if dist is not None else ""), location=ep.value),
+                   ep.load)
+    for d in dirs:
         if not d.is_dir():
-            _state.infos[str(d)] = PluginInfo(str(d), "file", error=f"plugins directory {d} does not exist")
+            yield PluginInfo(str(d), "file"), functools.partial(_missing_dir, d)
             continue
         for f in sorted(d.glob("*.py")):
-            if f.name.startswith("_") or f.stem in seen:
-                continue
-            seen.add(f.stem)
-            _load_one(pm, PluginInfo(f.stem, "file", location=str(f)), functools.partial(_load_file_plugin, f))
-    for name, obj in _state.extra_plugins:
+            if not f.name.startswith("_") and f.stem not in seen:
+                seen.add(f.stem)
+                yield PluginInfo(f.stem, "file", location=str(f)), functools.partial(_load_file_plugin, f)
+    for name, obj in objects:
         if name not in seen:
             seen.add(name)
-            _load_one(pm, PluginInfo(name, "object", location=repr(obj)), lambda obj=obj: obj)
+            yield PluginInfo(name, "object", location=repr(obj)), (lambda obj=obj: obj)
 
-    for info in _state.infos.values():
-        if info.error:
-            warnings.warn(f"plugin '{info.name}' was skipped: {info.error}", PluginWarning, stacklevel=2)
-    return pm
+
+def _missing_dir(d: Path) -> None:
+    raise FileNotFoundError(f"plugins directory {d} does not exist")
+
+
+def load_plugins(
+    *,
+    disable: Iterable[str] | None = None,
+    plugins_dirs: Iterable[str | Path] | None = None,
+    objects: dict[str, Any] | None = None,
+    reload: bool = False,
+) -> list[PluginInfo]:
+    """Load every plugin into the registries, once; return what was found, in load order.
+
+    Later calls return the first load's result unless ``reload`` is true or
+    they ask for other options: ``disable`` plugin names (plus
+    ``IMTRANS_DISABLE_PLUGINS``), ``plugins_dirs`` of plain ``.py`` plugins,
+    ``objects`` (name -> module or object with hook functions).  Problems are
+    reported once as :class:`PluginWarning` and in the returned infos.
+    """
+    global _loaded
+    options = (frozenset(disable or ()), tuple(Path(d) for d in plugins_dirs or ()),
+               tuple((objects or {}).items()))
+    asked = any(x is not None for x in (disable, plugins_dirs, objects))
+    if _loaded is not None and not reload and (not asked or options == _loaded.options):
+        return list(_loaded.infos.values())
+    loaded = _Loaded(options)
+    regs = registry.new_registries()
+    off = set(options[0]) | _env_disabled()
+    for info, loader in _candidates(options[1], options[2]):
+        _load_one(loaded, regs, info, loader, off)
+    registry.install(regs)
+    _loaded = loaded
+    for info in loaded.infos.values():
+        for msg in problems(info):
+            warnings.warn(msg, PluginWarning, stacklevel=2)
+    return list(loaded.infos.values())
+
+
+def problems(info: PluginInfo) -> list[str]:
+    """One line per problem of a plugin: its load error, else its warnings."""
+    if info.error:
+        return [f"plugin '{info.name}' was skipped: {info.error}"]
+    return [f"plugin '{info.name}': {w}" for w in info.warnings]
 
 
 def plugin_infos() -> list[PluginInfo]:
-    """Every plugin seen, in load order, with its parts and any load error."""
-    ensure_loaded()
-    return list(_state.infos.values())
+    """Every plugin seen, in load order, with its parts, warnings and any load error."""
+    return load_plugins()
 
 
 def load_errors() -> list[PluginInfo]:
     return [i for i in plugin_infos() if i.error]
 
 
-def plugin_manager() -> pluggy.PluginManager:
-    return ensure_loaded()
+def add_commands(app: Any) -> list[str]:
+    """Run each loaded plugin's ``register_commands(app)``; one message per plugin that failed."""
+    load_plugins()
+    assert _loaded is not None
+    failed = []
+    for name, pm in _loaded.managers.items():
+        try:
+            pm.hook.register_commands(app=app)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the CLI
+            failed.append(f"plugin '{name}' failed to add its commands ({type(e).__name__}: {e}); skipped")
+    return failed
+
+
+def part_origin(kind: str, name: str) -> dict[str, str]:
+    """Which plugin, distribution and version provide a registered part (``{}`` if none does)."""
+    load_plugins()
+    assert _loaded is not None
+    reg = registry.get_registry(kind)
+    if name not in reg:
+        return {}
+    info = _loaded.infos.get(reg.get(name).plugin)
+    if info is None:
+        return {"plugin": reg.get(name).plugin}
+    return {"plugin": info.name, "dist": info.distribution, "version": info.version}

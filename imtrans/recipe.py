@@ -5,9 +5,9 @@ with their weights, the optimiser, the schedule, the training length and the
 output.  Loading does, in order:
 
 1. read TOML (``tomllib``), follow ``extends = "base.toml"`` (relative to the
-   file, deep-merged, chains allowed);
+   file, deep-merged, chains allowed; see :mod:`imtrans.recipe_files`);
 2. apply ``--set dotted.key=value`` overrides (values parsed as TOML, bare words
-   as strings);
+   as strings), merged by the same rule as ``extends``;
 3. validate the structure (pydantic, unknown keys refused with suggestions);
 4. validate every part's parameters against the registered part's own model.
 
@@ -17,8 +17,6 @@ dotted key and the fix.
 
 from __future__ import annotations
 
-import copy
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -26,21 +24,24 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from imtrans.errors import ImtransError, RecipeError
-from imtrans.registry import did_you_mean, get_registry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from imtrans.recipe_files import (  # noqa: F401  (re-exported: the recipe API in one place)
+    MAX_DEPTH,
+    _check_depth,
+    apply_overrides,
+    deep_merge,
+    is_part_table,
+    parse_override,
+    read_with_extends,
+    tomllib,
+)
+from imtrans.registry import get_registry
+from imtrans.suggest import did_you_mean
 
 
 class _Strict(BaseModel):
     # inf/nan never make sense in a recipe (lr = inf trains straight into NaN); refuse them at load time
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
-
-#: how deeply recipe values may nest before loading refuses them (Python would hit its recursion limit)
-MAX_DEPTH = 32
 
 _Beta = Annotated[float, Field(ge=0, lt=1)]
 
@@ -72,6 +73,9 @@ class DataConfig(_Strict):
     b: Optional[PartSpec] = Field(None, description="Domain B (training); default: layout of `root`.")
     test_a: Optional[PartSpec] = Field(None, description="Held-out domain A for evaluation and samples.")
     test_b: Optional[PartSpec] = Field(None, description="Held-out domain B for evaluation and samples.")
+    direction: Literal["AtoB", "BtoA"] = Field(
+        "AtoB", description="Paired schemes: AtoB translates each pair's A to its B; BtoA swaps them (official --direction)."
+    )
     augment: PartSpec = Field(
         default_factory=lambda: PartSpec(name="resize_and_crop"), description="Augmentation preset."
     )
@@ -116,8 +120,14 @@ class TrainConfig(_Strict):
     snapshot_state: bool = Field(
         False, description="Snapshots keep the training state too (exact resume from them); default: weights only."
     )
-    eval_every: int = Field(0, ge=0, description="Steps between ground-truth evaluations (0: epoch ends).")
-    eval_images: int = Field(32, ge=1)
+    eval_every: int = Field(0, ge=0, description="Steps between evaluations (0: epoch ends).")
+    eval_images: int = Field(32, ge=1, description="Held-out images per ground-truth evaluation.")
+    eval_fid: bool = Field(True, description="FID/KID on the held-out split when the extractor's weights are available.")
+    eval_features: PartSpec = Field(
+        default_factory=lambda: PartSpec(name="inception_v3_fid"),
+        description="Feature extractor for FID/KID (weights are never downloaded during a run).",
+    )
+    eval_fid_images: Optional[int] = Field(None, ge=2, description="Held-out images per FID/KID (default: all).")
 
 
 class OutputConfig(_Strict):
@@ -172,118 +182,6 @@ def _drop_none(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_drop_none(v) for v in obj]
     return obj
-
-
-# ---------------------------------------------------------------------------
-# reading, extends, overrides
-# ---------------------------------------------------------------------------
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"recipe file {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise RecipeError(f"recipe {path} is a directory; give the path of a .toml file") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"recipe {path} is not UTF-8 text; save it as UTF-8 TOML") from None
-    except OSError as e:
-        raise RecipeError(f"recipe {path} cannot be read ({e.strerror}); check its permissions") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise RecipeError(f"{path}: invalid TOML: {e}; fix the syntax there") from None
-    except RecursionError:
-        raise RecipeError(f"{path}: values are nested too deeply for a recipe; flatten them") from None
-    _check_depth(data, str(path))
-    return data
-
-
-def _check_depth(obj: Any, where: str, depth: int = 0) -> None:
-    """Refuse values nested deeper than :data:`MAX_DEPTH` (before anything recurses into them)."""
-    if depth > MAX_DEPTH:
-        raise RecipeError(f"{where}: values are nested more than {MAX_DEPTH} levels deep; flatten them")
-    if isinstance(obj, dict):
-        for v in obj.values():
-            _check_depth(v, where, depth + 1)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _check_depth(v, where, depth + 1)
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: tables merge key by key, everything else replaces.
-
-    A part table that names a *different* part replaces the base's table whole: the old
-    part's parameters mean nothing to the new one.
-    """
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        swapped = isinstance(v, dict) and isinstance(out.get(k), dict) and "name" in v and v["name"] != out[k].get("name", v["name"])
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and not swapped:
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def read_with_extends(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = Path(path)
-    resolved = path.resolve()
-    if resolved in _chain:
-        chain = " -> ".join(str(p) for p in (*_chain, resolved))
-        raise RecipeError(f"{path}: `extends` forms a cycle ({chain}); remove one of the links")
-    data = _read_toml(path)
-    parent = data.pop("extends", None)
-    if parent is None:
-        return data
-    if not isinstance(parent, str):
-        raise RecipeError(f"{path}: key 'extends' must be a file name string, got {parent!r}")
-    ppath = (path.parent / parent)
-    if not ppath.exists():
-        raise RecipeError(f"{path}: extends = {parent!r} but {ppath} does not exist; fix the path (it is relative to {path.name})")
-    return deep_merge(read_with_extends(ppath, (*_chain, resolved)), data)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"train.epochs=3"`` -> (["train", "epochs"], 3).  Values are TOML; bare words are strings."""
-    if "=" not in text:
-        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    parts = key.split(".")
-    if not key or any(not p.strip() for p in parts):
-        raise RecipeError(f"--set {text!r}: the key {key!r} is not a dotted key like train.epochs")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except (tomllib.TOMLDecodeError, ValueError, TypeError, IndexError):
-        value = raw  # a bare word: treat it as a string
-    except RecursionError:
-        raise RecipeError(f"--set {text[:60]!r}...: the value is nested too deeply; flatten it") from None
-    _check_depth(value, f"--set {text[:60]!r}")
-    return [p.strip() for p in parts], value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Apply ``--set`` overrides; returns the new data and {dotted key: original text}."""
-    data = copy.deepcopy(data)
-    origin: dict[str, str] = {}
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = data
-        for i, p in enumerate(parts[:-1]):
-            nxt = node.get(p)
-            if nxt is None:
-                nxt = node[p] = {}
-            elif not isinstance(nxt, dict):
-                raise RecipeError(
-                    f"--set {text}: '{'.'.join(parts[: i + 1])}' is a value, not a table; set it directly"
-                )
-            node = nxt
-        node[parts[-1]] = value
-        origin[".".join(parts)] = text
-    return data, origin
 
 
 # ---------------------------------------------------------------------------
@@ -375,6 +273,8 @@ def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None
     for k in ("a", "b", "test_a", "test_b"):
         check("domain", getattr(recipe.data, k), f"data.{k}")
     check("augmentation", recipe.data.augment, "data.augment")
+    if recipe.train.eval_fid:
+        check("feature_extractor", recipe.train.eval_features, "train.eval_features")
     for term, spec in recipe.losses.items():
         check("loss", spec, f"losses.{term}")
 
@@ -393,6 +293,9 @@ def recipe_from_dict(
         raise RecipeError(_format_errors(e, source, origin)) from None
     recipe._source = source
     if check_parts:
+        from imtrans.plugins import load_plugins
+
+        load_plugins()  # checking parts needs them registered (idempotent)
         _validate_parts(recipe, source, origin)
     return recipe
 

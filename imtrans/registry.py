@@ -10,13 +10,15 @@ not half-way through a constructor.
 Typical use::
 
     from imtrans import registry
+    from imtrans.plugins import load_plugins
+
+    load_plugins()                  # the entry points do this; registries are empty before
     G = registry.build("generator", "resnet", n_blocks=6, ngf=32)
     registry.names("loss")          # ['cycle', 'gan', ...]
 """
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import typing
@@ -26,8 +28,11 @@ from typing import Any, Callable, Iterable
 import pydantic
 
 from imtrans.errors import ImtransError
+from imtrans.suggest import did_you_mean
 
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained")
+KINDS: tuple[str, ...] = (
+    "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained", "feature_extractor",
+)
 
 
 class UnknownPartError(ImtransError):
@@ -42,23 +47,6 @@ class PartParamsError(ImtransError):
     """A part was given parameters it does not accept or of the wrong type."""
 
 
-def suggest(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Closest matches of ``word`` among ``candidates`` (for did-you-mean messages)."""
-    cands = list(candidates)
-    found = difflib.get_close_matches(word, cands, n=n, cutoff=0.6)
-    if not found:
-        # Prefix matches catch 'resnet9' -> 'resnet' that ratio-based matching can miss.
-        found = [c for c in cands if word.startswith(c) or c.startswith(word)][:n]
-    return found
-
-
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    found = suggest(word, candidates)
-    if not found:
-        return ""
-    return "; did you mean " + " or ".join(repr(f) for f in found) + "?"
-
-
 def first_doc_line(obj: Any) -> str:
     doc = inspect.getdoc(obj) or ""
     for line in doc.splitlines():
@@ -67,14 +55,39 @@ def first_doc_line(obj: Any) -> str:
     return ""
 
 
-def _params_model_from_signature(name: str, fn: Callable, skip: tuple[str, ...]) -> type[pydantic.BaseModel]:
-    """A pydantic model of ``fn``'s keyword parameters (extra keys forbidden)."""
+def _resolve_hints(target: Callable) -> tuple[dict[str, Any], dict[str, str]]:
+    """Type hints of ``target`` with ``Annotated`` constraints kept; unresolvable ones apart.
+
+    Returns ``(hints, problems)``; ``problems`` maps a parameter to why its hint
+    could not be resolved (e.g. a ``TYPE_CHECKING``-only import under
+    ``from __future__ import annotations``).  The other parameters keep their
+    checks: one bad hint must not switch checking off for the whole part.
+    """
+    try:
+        return typing.get_type_hints(target, include_extras=True), {}
+    except Exception:  # noqa: BLE001 - resolve one by one below to find the culprit
+        pass
+    globalns = getattr(inspect.unwrap(target), "__globals__", {})
+    hints: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for pname, ann in getattr(target, "__annotations__", {}).items():
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, globalns)  # what typing.get_type_hints does, one hint at a time
+            except Exception as e:  # noqa: BLE001
+                problems[pname] = f"its type hint {ann!r} cannot be resolved ({type(e).__name__}: {e})"
+                continue
+        hints[pname] = ann
+    return hints, problems
+
+
+def _params_model_from_signature(
+    name: str, fn: Callable, skip: tuple[str, ...]
+) -> tuple[type[pydantic.BaseModel], dict[str, str]]:
+    """A pydantic model of ``fn``'s keyword parameters (extra keys forbidden) and unresolved hints."""
     target = fn.__init__ if inspect.isclass(fn) else fn
     sig = inspect.signature(target)
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # unresolvable forward refs: fall back to no type checking
-        hints = {}
+    hints, problems = _resolve_hints(target)
     fields: dict[str, Any] = {}
     for i, (pname, p) in enumerate(sig.parameters.items()):
         if inspect.isclass(fn) and i == 0:  # self
@@ -85,11 +98,12 @@ def _params_model_from_signature(name: str, fn: Callable, skip: tuple[str, ...])
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[pname] = (ann, default)
     model_name = "Params_" + re.sub(r"\W", "_", name)
-    return pydantic.create_model(  # type: ignore[call-overload]
+    model = pydantic.create_model(  # type: ignore[call-overload]
         model_name,
         __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
         **fields,
     )
+    return model, {k: v for k, v in problems.items() if k in fields}
 
 
 @dataclass
@@ -102,6 +116,8 @@ class Entry:
     params: type[pydantic.BaseModel]
     plugin: str
     doc: str = ""
+    #: problems found at registration (e.g. a type hint that cannot be resolved), one sentence each
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -168,18 +184,30 @@ class Registry:
         if not pname:
             raise ImtransError(f"a {self.kind} registered by plugin '{plugin}' has no name; pass name=...")
         if pname in self._entries:
-            other = self._entries[pname]
-            raise DuplicatePartError(
-                f"{self.kind} '{pname}' is registered by both plugin '{other.plugin}' and plugin '{plugin}'; "
-                f"rename one of them or disable a plugin with IMTRANS_DISABLE_PLUGINS"
-            )
-        model = params or _params_model_from_signature(f"{self.kind}_{pname}", factory, self.context)
-        self._entries[pname] = Entry(self.kind, pname, factory, model, plugin, doc or "")
+            raise self._duplicate(pname, plugin)
+        problems: dict[str, str] = {}
+        if params is None:
+            params, problems = _params_model_from_signature(f"{self.kind}_{pname}", factory, self.context)
+        warns = [
+            f"{self.kind} '{pname}' parameter '{p}': {why}; its values are not checked: import the type at "
+            f"run time (not only under TYPE_CHECKING) or annotate with a type that exists at run time"
+            for p, why in problems.items()
+        ]
+        self._entries[pname] = Entry(self.kind, pname, factory, params, plugin, doc or "", warns)
         return factory
 
-    def unregister_plugin(self, plugin: str) -> None:
-        for k in [k for k, e in self._entries.items() if e.plugin == plugin]:
-            del self._entries[k]
+    def merge(self, other: "Registry") -> None:
+        """Add every entry of ``other``; nothing is added if any name is already taken."""
+        for name, entry in other._entries.items():
+            if name in self._entries:
+                raise self._duplicate(name, entry.plugin)
+        self._entries.update(other._entries)
+
+    def _duplicate(self, name: str, plugin: str) -> DuplicatePartError:
+        return DuplicatePartError(
+            f"{self.kind} '{name}' is registered by both plugin '{self._entries[name].plugin}' and plugin "
+            f"'{plugin}'; rename one of them or disable a plugin with IMTRANS_DISABLE_PLUGINS"
+        )
 
     # -- lookup -------------------------------------------------------------
     def names(self, pattern: str | None = None) -> list[str]:
@@ -196,7 +224,12 @@ class Registry:
             return self._entries[name]
         except KeyError:
             hint = did_you_mean(name, self._entries)
-            avail = ", ".join(sorted(self._entries)) or "none"
+            if not self._entries:
+                raise UnknownPartError(
+                    f"unknown {self.kind} '{name}': no {self.kind} is registered because no plugin is loaded; "
+                    f"call imtrans.plugins.load_plugins() first"
+                ) from None
+            avail = ", ".join(sorted(self._entries))
             raise UnknownPartError(
                 f"unknown {self.kind} '{name}'{hint or ''}"
                 + ("" if hint else f"; available: {avail}")
@@ -231,16 +264,38 @@ class Registry:
         return obj
 
 
-_REGISTRIES: dict[str, Registry] = {
-    "generator": Registry("generator"),
-    "discriminator": Registry("discriminator"),
-    "loss": Registry("loss"),
-    "augmentation": Registry("augmentation"),
-    "domain": Registry("domain", context=("split",)),
-    "scheme": Registry("scheme", context=("recipe",)),
-    # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
-    "pretrained": Registry("pretrained"),
-}
+def new_registries() -> dict[str, Registry]:
+    """One empty registry per kind (the plugin loader fills scratch ones, then installs them)."""
+    return {
+        "generator": Registry("generator"),
+        "discriminator": Registry("discriminator"),
+        "loss": Registry("loss"),
+        "augmentation": Registry("augmentation"),
+        "domain": Registry("domain", context=("split",)),
+        "scheme": Registry("scheme", context=("recipe",)),
+        "feature_extractor": Registry("feature_extractor"),
+        # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
+        "pretrained": Registry("pretrained"),
+    }
+
+
+_REGISTRIES: dict[str, Registry] = new_registries()
+
+
+def install(registries: dict[str, Registry]) -> None:
+    """Make ``registries`` the ones every lookup sees (the plugin loader's last step)."""
+    for kind, reg in registries.items():
+        _REGISTRIES[kind]._entries = dict(reg._entries)
+
+
+def merge_all(into: dict[str, Registry], scratch: dict[str, Registry]) -> None:
+    """Merge one plugin's scratch registries into ``into``: all of them, or none if a name clashes."""
+    for kind, reg in scratch.items():
+        for entry in reg.entries():
+            if entry.name in into[kind]:
+                raise into[kind]._duplicate(entry.name, entry.plugin)
+    for kind, reg in scratch.items():
+        into[kind].merge(reg)
 
 
 def _check_kind(kind: str) -> str:
@@ -253,14 +308,13 @@ def _check_kind(kind: str) -> str:
     raise ImtransError(f"unknown kind of part '{kind}'{did_you_mean(kind, KINDS)}; kinds: {', '.join(KINDS)}")
 
 
-def get_registry(kind: str, *, load_plugins: bool = True) -> Registry:
-    """The registry of ``kind``, with plugins loaded on first use."""
-    kind = _check_kind(kind)
-    if load_plugins:
-        from imtrans.plugins import ensure_loaded
+def get_registry(kind: str) -> Registry:
+    """The registry of ``kind``: empty until :func:`imtrans.plugins.load_plugins` has run.
 
-        ensure_loaded()
-    return _REGISTRIES[kind]
+    Loading plugins is the entry points' job (the CLI, ``Trainer``,
+    ``load_translator``), never a side effect of a lookup.
+    """
+    return _REGISTRIES[_check_kind(kind)]
 
 
 def build(kind: str, name: str, /, *context: Any, **params: Any) -> Any:

@@ -14,25 +14,44 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Keep every test on 2 CPU threads and away from GPUs, whatever the machine.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Keep every test on 2 CPU threads and away from GPUs, whatever the machine.  Under pytest-xdist
+# each worker gets one thread, and so does every subprocess it starts: the workers already share
+# the cores, and OpenMP threads spin-waiting for a busy core made tiny steps ~20x slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 # `auto` translation on CPU exports ONNX graphs into a cache: keep the tests' out of the user's.
 os.environ.setdefault("IMTRANS_ONNX_CACHE", tempfile.mkdtemp(prefix="imtrans-test-onnx-"))
 
 
+@pytest.fixture(autouse=True)
+def autograd_left_on(request):
+    """Fail a test that switches autograd off globally and leaves it off (later tests would train nothing)."""
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail(f"{request.node.nodeid} left autograd disabled; use `with torch.no_grad():` instead", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plugins_loaded():
+    """Tests build parts directly, so they start where every entry point starts: plugins loaded."""
+    from imtrans.plugins import load_plugins
+
+    load_plugins()
+
+
 @pytest.fixture
 def fresh_plugins():
-    """Reload plugins before and after a test that changes what is installed."""
+    """For a test that changes what is installed: reload the plugins afterwards, as they were."""
     from imtrans import plugins
 
     saved_path = list(sys.path)
-    saved = (set(plugins._state.disabled), list(plugins._state.plugin_dirs), list(plugins._state.extra_plugins))
-    plugins.reset()
     yield plugins
     sys.path[:] = saved_path
-    plugins._state.disabled, plugins._state.plugin_dirs, plugins._state.extra_plugins = (
-        set(saved[0]), list(saved[1]), list(saved[2]))
-    plugins.reset()
+    plugins.load_plugins(reload=True)
 
 
 def make_dist_plugin(tmp: Path, dist: str, module: str, source: str, ep_name: str | None = None, version: str = "0.1") -> Path:
@@ -49,7 +68,8 @@ def make_dist_plugin(tmp: Path, dist: str, module: str, source: str, ep_name: st
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     e = dict(os.environ)
-    e.setdefault("COLUMNS", "200")
+    # wide enough that one-sentence messages stay on one line; pytest-xdist workers inherit a COLUMNS of 80
+    e["COLUMNS"] = "200"
     if env:
         e.update(env)
     return subprocess.run([sys.executable, "-m", "imtrans", *args], capture_output=True, text=True,

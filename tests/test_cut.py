@@ -44,8 +44,9 @@ def cut_plugin():
             added = True
         import imtrans_cut.plugin
 
-        plugins.register_plugin("cut", imtrans_cut.plugin)
+        plugins.load_plugins(objects={"cut": imtrans_cut.plugin}, reload=True)
     yield
+    plugins.load_plugins(reload=True)
     if added:
         sys.path.remove(str(CUT_SRC))
 
@@ -112,19 +113,19 @@ def test_patchnce_lower_for_matching_than_for_other_images(cut_plugin):
     G = tiny_generator()
     loss = registry.build("loss", "patchnce", num_patches=32, layers=[0, 4, 8, 10])
     src, other = images(2, 0), images(2, 5)
-    torch.set_grad_enabled(False)
-    torch.manual_seed(0)
-    same = loss(src, src, G)
-    torch.manual_seed(0)
-    shuffled = loss(src, other, G)
+    with torch.no_grad():  # restored on the way out, also when an assertion fails
+        torch.manual_seed(0)
+        same = loss(src, src, G)
+        torch.manual_seed(0)
+        shuffled = loss(src, other, G)
     # a positive identical to its query beats every negative; another image's patch does not
     assert float(same) < 0.5 * float(shuffled), (float(same), float(shuffled))
     # shuffling the output's patches within the image breaks the correspondence too
     perm = torch.randperm(32 * 32, generator=torch.Generator().manual_seed(1))
     scrambled = src.flatten(2)[:, :, perm].view_as(src)
     torch.manual_seed(0)
-    assert float(same) < float(loss(src, scrambled, G))
-    torch.set_grad_enabled(True)
+    with torch.no_grad():
+        assert float(same) < float(loss(src, scrambled, G))
 
 
 def test_patchnce_heads_lazy_negatives_per_image_and_source_constant(cut_plugin):

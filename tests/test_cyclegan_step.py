@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from imtrans import registry
+from imtrans.errors import ImtransError
 from imtrans.recipe import recipe_from_dict
 
 TINY = {
@@ -155,3 +156,29 @@ def test_channels_last_step_matches_contiguous():
     want, got = ref.train_step(batch), cl.train_step(batch)
     for k in want:
         assert torch.allclose(got[k], want[k], rtol=1e-4, atol=1e-5), k
+
+
+GREY_TO_RGB = {
+    "generator": {"name": "resnet", "in_channels": 1, "out_channels": 3, "ngf": 4, "n_blocks": 1},
+    "generator_b": {"name": "resnet", "in_channels": 3, "out_channels": 1, "ngf": 4, "n_blocks": 1},
+    "discriminator": {"name": "patchgan", "in_channels": 3, "ndf": 4, "n_layers": 1},
+    "discriminator_b": {"name": "patchgan", "in_channels": 1, "ndf": 4, "n_layers": 1},
+}
+
+
+def test_identity_loss_with_unequal_channels_is_refused_at_build_time():
+    """Official: lambda_identity > 0 requires input_nc == output_nc.  One sentence before any step."""
+    with pytest.raises(ImtransError, match=r"identity loss .* maps 1 to 3 channels; set losses.identity.weight = 0"):
+        build({"model": GREY_TO_RGB})
+    # without the identity term the same networks train: grey A, colour B
+    s = build({"model": GREY_TO_RGB, "losses": {"identity": {"name": "identity", "weight": 0.0}}})
+    batch = {"a": torch.rand(1, 1, 32, 32) * 2 - 1, "b": torch.rand(1, 3, 32, 32) * 2 - 1}
+    s.setup(batch)
+    losses = s.train_step(batch)
+    assert "idt_a" not in losses and all(torch.isfinite(v) for v in losses.values())
+
+
+def test_backward_generator_with_wrong_channels_is_refused_at_build_time():
+    model = {k: v for k, v in GREY_TO_RGB.items() if k != "generator_b"}  # F would be 1 -> 3 like G
+    with pytest.raises(ImtransError, match=r"model.generator maps 1 to 3 channels but F must map B's 3 channels back"):
+        build({"model": model, "losses": {"identity": {"name": "identity", "weight": 0.0}}})

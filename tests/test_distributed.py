@@ -78,6 +78,7 @@ def test_ddp_equals_single_process_with_batch_two_and_replicas_agree(tmp_path):
     assert steps == [1, 2, 3]
 
 
+@pytest.mark.slow  # two torchrun launches; the equality test above keeps DDP in CI
 def test_ddp_resume_continues_from_checkpoint(tmp_path):
     aug = {"name": "resize_and_crop", "load_size": 32, "crop_size": 28, "flip": True}
     p = recipe(tmp_path, "res", 1, 2, aug, max_steps=2)
@@ -92,6 +93,7 @@ def test_ddp_resume_continues_from_checkpoint(tmp_path):
     assert checks[-1]["identical"] and checks[-1]["step"] == 4
 
 
+@pytest.mark.slow  # two more torchrun launches through the CLI
 def test_run_nproc_convenience_and_failure_exits_nonzero(tmp_path):
     p = recipe(tmp_path, "np", 1, 0, {"name": "none"}, max_steps=1)
     r = run_cli("run", str(p), "--nproc", "2", "--no-progress", env={"OMP_NUM_THREADS": "1"})

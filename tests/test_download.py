@@ -115,3 +115,83 @@ def test_unknown_name_suggests(tmp_path):
     with pytest.raises(ImtransError, match="horse2zebra"):
         download_dataset("horse2zebr", root=tmp_path)
     assert "horse2zebra" in CYCLEGAN_DATASETS and "{name}" in DEFAULT_URL
+
+
+# --- pix2pix archives (.tar.gz from the official pix2pix location) ---------------------------------
+
+def make_tar(members, links=()):
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for name, target in links:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.SYMTYPE
+            info.linkname = target
+            tf.addfile(info)
+    return buf.getvalue()
+
+
+TAR = make_tar({"facades/train/1.jpg": b"x" * 4000, "facades/val/2.jpg": b"y" * 10, "facades/test/3.jpg": b"z"})
+
+
+@pytest.fixture
+def pix2pix_server(server, monkeypatch):
+    from imtrans.data import download
+
+    # the official pattern, pointed at the local server
+    monkeypatch.setattr(download, "PIX2PIX_URL", server["base"] + "/pix2pix/datasets/{name}.tar.gz")
+    return server
+
+
+def test_pix2pix_names_use_the_official_pix2pix_location(pix2pix_server, tmp_path):
+    from imtrans.data.download import PIX2PIX_DATASETS, PIX2PIX_URL
+
+    assert PIX2PIX_URL.endswith("/pix2pix/datasets/{name}.tar.gz")
+    pix2pix_server["files"]["/pix2pix/datasets/facades.tar.gz"] = TAR
+    pix2pix_server["files"]["/pix2pix/datasets/edges2shoes.tar.gz"] = make_tar({"edges2shoes/train/a.jpg": b"s"})
+    out = download_dataset("facades", root=tmp_path, kind="pix2pix", progress=False)
+    assert (out / "train" / "1.jpg").read_bytes() == b"x" * 4000 and (out / "val" / "2.jpg").exists()
+    # a name only pix2pix has needs no --kind
+    out = download_dataset("edges2shoes", root=tmp_path, progress=False)
+    assert (out / "train" / "a.jpg").read_bytes() == b"s"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edges2shoes", "facades"]
+    assert set(PIX2PIX_DATASETS) == {"facades", "maps", "edges2shoes", "cityscapes", "night2day", "edges2handbags"}
+
+
+def test_pix2pix_download_resumes(pix2pix_server, tmp_path):
+    pix2pix_server["files"]["/pix2pix/datasets/maps.tar.gz"] = make_tar({"maps/train/1.jpg": b"m" * 9000})
+    data = pix2pix_server["files"]["/pix2pix/datasets/maps.tar.gz"]
+    cut = len(data) // 2
+    (tmp_path / "maps.tar.gz.part").write_bytes(data[:cut])
+    out = download_dataset("maps", root=tmp_path, kind="pix2pix", progress=False)
+    assert pix2pix_server["ranges"] == [f"bytes={cut}-"]
+    assert (out / "train" / "1.jpg").read_bytes() == b"m" * 9000
+
+
+@pytest.mark.parametrize("members,links,bad", [
+    ({"night2day/ok.jpg": b"1", "../escape.jpg": b"2"}, (), r"\.\./escape\.jpg"),
+    ({"night2day/ok.jpg": b"1", "/abs.jpg": b"2"}, (), "/abs.jpg"),
+    ({"night2day/ok.jpg": b"1"}, [("night2day/link", "../../outside")], "night2day/link"),
+])
+def test_pix2pix_tar_slip_is_refused(pix2pix_server, tmp_path, members, links, bad):
+    root = tmp_path / "root"
+    pix2pix_server["files"]["/pix2pix/datasets/night2day.tar.gz"] = make_tar(members, links)
+    with pytest.raises(ImtransError, match=bad):
+        download_dataset("night2day", root=root, kind="pix2pix", progress=False)
+    assert not (tmp_path / "escape.jpg").exists() and not (root / "night2day").exists()
+    assert [p.name for p in root.iterdir()] == ["night2day.tar.gz"]  # no extraction leftovers
+
+
+def test_corrupt_tar_and_cityscapes(pix2pix_server, tmp_path):
+    pix2pix_server["files"]["/pix2pix/datasets/edges2handbags.tar.gz"] = TAR[: len(TAR) // 2]
+    with pytest.raises(ImtransError, match=r"not a valid tar\.gz archive"):
+        download_dataset("edges2handbags", root=tmp_path, kind="pix2pix", progress=False)
+    with pytest.raises(ImtransError, match="cityscapes-dataset.com"):
+        download_dataset("cityscapes", root=tmp_path, kind="pix2pix", progress=False)
+    with pytest.raises(ImtransError, match="did you mean"):
+        download_dataset("edges2shoe", root=tmp_path, kind="pix2pix", progress=False)

@@ -1,14 +1,15 @@
 """Fuzz recipe loading and ``--set`` parsing: every input gives a valid Recipe or one RecipeError.
 
 Bounded: ``EXAMPLES`` examples per property (hypothesis, ``deadline=None``, derandomised so CI
-is reproducible).  The counts are printed with ``-s`` and recorded in docs/reliability.md.
+is reproducible).  Each test runs its property to the end and then checks that exactly ``EXAMPLES``
+inputs were tried and that both outcomes (a valid recipe, a RecipeError) came up, so a fuzzer that
+silently stops generating, or a loader that accepts or refuses everything, fails the test.  The counts
+are printed with ``-s`` and recorded in docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import collections
-import tempfile
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,9 +20,6 @@ from imtrans.recipe import Recipe, apply_overrides, load_recipe, parse_override,
 EXAMPLES = 400
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-RUNS: collections.Counter = collections.Counter()
-OUTCOMES: collections.Counter = collections.Counter()
-TMP = Path(tempfile.mkdtemp(prefix="imtrans-fuzz-"))
 
 SECTIONS = {
     "data": ["root", "dataset", "a", "b", "test_a", "test_b", "augment", "batch_size", "workers", "cache"],
@@ -119,29 +117,51 @@ def outcome(fn, *args, **kw):
     return "ok"
 
 
-@FUZZ
-@given(text=toml_texts())
-def test_fuzz_recipe_files(text):
-    RUNS["toml text"] += 1
-    f = TMP / "self.toml"
-    f.write_text(text, encoding="utf-8")
-    OUTCOMES["toml text " + outcome(load_recipe, f)] += 1
+def check_counts(kind: str, outcomes: collections.Counter) -> None:
+    """The property ran ``EXAMPLES`` inputs, and the fuzzer reached both valid and invalid recipes."""
+    print(f"\nfuzz {kind}: {sum(outcomes.values())} examples; outcomes: {dict(outcomes)}")
+    assert sum(outcomes.values()) == EXAMPLES, dict(outcomes)
+    assert outcomes["ok"] > 0 and outcomes["RecipeError"] > 0, dict(outcomes)
 
 
-@FUZZ
-@given(text=st.text(max_size=200))
-def test_fuzz_arbitrary_text_files(text):
-    RUNS["arbitrary text"] += 1
-    f = TMP / "arb.toml"
-    f.write_text(text, encoding="utf-8")
-    OUTCOMES["arbitrary text " + outcome(load_recipe, f)] += 1
+def test_fuzz_recipe_files(tmp_path):
+    outcomes: collections.Counter = collections.Counter()
+    f = tmp_path / "self.toml"
+
+    @FUZZ
+    @given(text=toml_texts())
+    def prop(text):
+        f.write_text(text, encoding="utf-8")
+        outcomes[outcome(load_recipe, f)] += 1
+
+    prop()
+    check_counts("toml text", outcomes)
 
 
-@FUZZ
-@given(data=recipe_dicts())
-def test_fuzz_recipe_dicts(data):
-    RUNS["dict"] += 1
-    OUTCOMES["dict " + outcome(recipe_from_dict, data)] += 1
+def test_fuzz_arbitrary_text_files(tmp_path):
+    outcomes: collections.Counter = collections.Counter()
+    f = tmp_path / "arb.toml"
+
+    @FUZZ
+    @given(text=st.text(max_size=200))
+    def prop(text):
+        f.write_text(text, encoding="utf-8")
+        outcomes[outcome(load_recipe, f)] += 1
+
+    prop()
+    check_counts("arbitrary text", outcomes)
+
+
+def test_fuzz_recipe_dicts():
+    outcomes: collections.Counter = collections.Counter()
+
+    @FUZZ
+    @given(data=recipe_dicts())
+    def prop(data):
+        outcomes[outcome(recipe_from_dict, data)] += 1
+
+    prop()
+    check_counts("dict", outcomes)
 
 
 override_keys = st.one_of(
@@ -167,21 +187,25 @@ BASE = {
 }
 
 
-@FUZZ
-@given(sets=st.lists(overrides, min_size=1, max_size=4))
-def test_fuzz_set_overrides(sets):
-    RUNS["--set"] += 1
+def test_fuzz_set_overrides():
+    outcomes: collections.Counter = collections.Counter()
 
-    def go():
-        for s in sets:
-            parse_override(s)
-        data, origin = apply_overrides(BASE, sets)
-        return recipe_from_dict(data, "base.toml", origin)
+    @FUZZ
+    @given(sets=st.lists(overrides, min_size=1, max_size=4))
+    def prop(sets):
+        def go():
+            for s in sets:
+                parse_override(s)
+            data, origin = apply_overrides(BASE, sets)
+            return recipe_from_dict(data, "base.toml", origin)
 
-    OUTCOMES["--set " + outcome(go)] += 1
+        outcomes[outcome(go)] += 1
+
+    prop()
+    check_counts("--set", outcomes)
 
 
-def test_what_the_fuzzer_found():
+def test_what_the_fuzzer_found(tmp_path):
     """Regressions: each of these once escaped as a RecursionError or was accepted and failed later in training."""
     bad = [
         ["x=" + "[" * 2000 + "]" * 2000],             # RecursionError from tomllib
@@ -198,7 +222,7 @@ def test_what_the_fuzzer_found():
         except RecipeError:
             continue
         raise AssertionError(f"accepted: {sets}")
-    f = TMP / "deep.toml"
+    f = tmp_path / "deep.toml"
     f.write_text("x = " + "[" * 5000 + "]" * 5000)
     try:
         load_recipe(f)
@@ -208,9 +232,3 @@ def test_what_the_fuzzer_found():
         raise AssertionError("deep file accepted")
     ok = recipe_from_dict(apply_overrides(BASE, ["output.name=exp/run1", "optim.betas=[0.9, 0.99]"])[0])
     assert ok.output.name == "exp/run1" and ok.optim.betas == (0.9, 0.99)
-
-
-def test_zz_fuzz_counts(capsys):
-    with capsys.disabled():
-        print(f"\nfuzz examples run: {dict(RUNS)} (total {sum(RUNS.values())}); outcomes: {dict(OUTCOMES)}")
-    assert sum(RUNS.values()) >= 4 * EXAMPLES * 0.9 or not RUNS

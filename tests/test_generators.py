@@ -209,18 +209,50 @@ def test_registry_param_model_builds_generator():
         reg.build("resnet", norm="layer")
 
 
+def _init_oracle(init: str, w: torch.Tensor, gain: float) -> None:
+    """The official rule for one weight, checked from its statistics (fan_in = in * k * k)."""
+    fan_in, fan_out = w.shape[1] * w[0, 0].numel(), w.shape[0] * w[0, 0].numel()
+    flat = w.flatten(1)
+    if init == "orthogonal":  # rows (out channels) orthonormal, scaled by the gain
+        eye = torch.eye(flat.shape[0])
+        assert torch.allclose(flat @ flat.T, gain**2 * eye, atol=1e-4 * gain**2 * flat.shape[1]), init
+        return
+    std = {"normal": gain, "xavier": gain * (2.0 / (fan_in + fan_out)) ** 0.5, "kaiming": (2.0 / fan_in) ** 0.5}[init]
+    assert abs(w.mean().item()) < 0.05 * std, init
+    assert abs(w.std().item() / std - 1) < 0.05, (init, w.std().item(), std)
+
+
 @pytest.mark.parametrize("init", ["normal", "xavier", "kaiming", "orthogonal"])
 def test_init_weights(init):
+    """Conv, transposed conv and linear weights follow the official rule; every bias and BatchNorm shift is 0."""
     torch.manual_seed(0)
-    g = UnetGenerator(ngf=8, norm="batch", num_downs=5, init=init)
-    conv = g.model.model[0]
-    assert torch.all(conv.bias == 0) if conv.bias is not None else True
-    bn = g.model.model[1].model[2]
-    assert torch.all(bn.bias == 0)
-    assert abs(bn.weight.mean().item() - 1.0) < 0.05 and 0 < bn.weight.std().item() < 0.05
-    if init == "normal":
-        w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.Conv2d)])
-        assert abs(w.std().item() - 0.02) < 0.002
+    gain = 0.05  # not the default: a rule that ignores the gain fails
+    net = torch.nn.Sequential(torch.nn.Conv2d(16, 48, 5), torch.nn.BatchNorm2d(48),
+                              torch.nn.ConvTranspose2d(48, 24, 4), torch.nn.Linear(300, 200))
+    with torch.no_grad():  # start from values no rule produces, so each check can fail
+        for p in net.parameters():
+            p.fill_(3.0)
+    init_weights(net, init, gain)
+    conv, bn, tconv, lin = net
+    for w in (conv.weight, lin.weight):
+        _init_oracle(init, w.detach(), gain)
+    for m in (conv, tconv, lin):
+        assert torch.all(m.bias == 0), type(m).__name__
+    assert not torch.all(tconv.weight == 3.0)
+    assert torch.all(bn.bias == 0) and abs(bn.weight.mean().item() - 1.0) < 0.05
+    assert 0.5 * gain < bn.weight.std().item() < 1.5 * gain
+
+
+def test_generators_initialise_every_layer():
+    """The generators apply init_weights: biases of an instance-norm U-Net are 0, weights ~N(0, init_gain)."""
+    torch.manual_seed(0)
+    g = UnetGenerator(ngf=8, norm="instance", num_downs=5, init="normal", init_gain=0.03)
+    convs = [m for m in g.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    assert convs and all(m.bias is not None and torch.all(m.bias == 0) for m in convs)
+    w = torch.cat([m.weight.flatten() for m in convs])
+    assert abs(w.std().item() / 0.03 - 1) < 0.05
+    bn = UnetGenerator(ngf=8, norm="batch", num_downs=5, init="normal").model.model[1].model[2]
+    assert isinstance(bn, torch.nn.BatchNorm2d) and torch.all(bn.bias == 0) and bn.weight.std().item() > 0
 
 
 def test_init_weights_rejects_unknown():

@@ -54,12 +54,12 @@ def test_import_then_translate_matches_original(official_pth, tmp_path):
 
 
 def test_discriminator_has_no_translators(tmp_path):
-    from imtrans.nets.official import import_weights_file
+    from imtrans.nets.official import import_official_weights
 
     torch.manual_seed(0)
     D = registry.build("discriminator", "patchgan", ndf=4, n_layers=2)
     torch.save(imtrans_to_official("patchgan", D.state_dict()), tmp_path / "D.pth")
-    out = import_weights_file(tmp_path / "D.pth", "patchgan", {"ndf": 4, "n_layers": 2}, tmp_path / "D.safetensors",
+    out = import_official_weights(tmp_path / "D.pth", "patchgan", {"ndf": 4, "n_layers": 2}, tmp_path / "D.safetensors",
                               role="discriminator")
     meta = read_meta(out)
     assert "translators" not in meta and meta["nets"]["D"]["kind"] == "discriminator"
@@ -77,3 +77,42 @@ def test_mismatched_file_is_reported(official_pth, tmp_path, capsys):
     assert e.value.code == 1
     assert "does not fit resnet" in capsys.readouterr().err
     assert not (tmp_path / "G.safetensors").exists()
+
+
+@pytest.mark.parametrize("kind", ["text", "truncated", "objects", "zip"])
+def test_not_a_state_dict_never_suggests_unsafe_loading(tmp_path, capsys, kind):
+    import zipfile
+
+    from imtrans.cli import main
+
+    f = tmp_path / "weights.bin"
+    if kind == "text":
+        f.write_text("not weights at all")
+    elif kind == "truncated":
+        torch.save({"w": torch.zeros(8)}, f)
+        f.write_bytes(f.read_bytes()[:100])
+    elif kind == "objects":  # a pickle of something other than tensors: weights_only refuses it
+        torch.save({"opt": torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)}, f)
+    else:
+        with zipfile.ZipFile(f, "w") as z:
+            z.writestr("a.txt", "hello")
+    with pytest.raises(SystemExit) as e:
+        main(["import-weights", str(f), "--part", "resnet", "-o", str(tmp_path / "G.safetensors")])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "weights.bin" in err and "not a state dict" in err
+    assert "weights_only" not in err and "Re-running" not in err and "will likely succeed" not in err
+    assert not (tmp_path / "G.safetensors").exists()
+
+
+def test_import_writes_the_checkpoint_weights_format(official_pth, tmp_path):
+    # One writer: the imported file is byte-for-byte what save_weights writes for the same tensors and metadata.
+    from imtrans.engine.checkpoint import load_weights, save_weights
+    from imtrans.nets.official import import_official_weights
+
+    pth, G = official_pth
+    out = import_official_weights(pth, "resnet", {"ngf": 4, "n_blocks": 2}, tmp_path / "G.safetensors")
+    meta = read_meta(out)
+    ref = save_weights(tmp_path / "ref.safetensors", {"G": G}, {k: v for k, v in meta.items() if k != "format"})
+    assert out.read_bytes() == ref.read_bytes()
+    assert set(load_weights(out, "G")) == set(G.state_dict())

@@ -22,6 +22,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, run_cli
 
@@ -50,7 +51,7 @@ def guide_blocks() -> dict[str, tuple[str, str]]:
 BLOCKS = guide_blocks()
 FILE_BLOCKS = {t: c for t, (lang, c) in BLOCKS.items() if t not in COMMAND_BLOCKS}
 #: file blocks with their own test below (the others are written into the project and used there)
-STANDALONE = ("every_hook.py", "compat.py")
+STANDALONE = ("every_hook.py", "compat.py", "tiny_generator.py", "feature_term.py")
 
 
 def commands(title: str) -> list[list[str]]:
@@ -138,7 +139,7 @@ def test_test_block_passes(project, fresh_plugins):
     (cmd,) = commands("test")
     assert cmd[:3] == ["python", "-m", "pytest"]
     sys.path[:0] = [str(project["site"]), str(project["project"])]
-    fresh_plugins.reset()  # load again, now with the 'installed' plugin
+    fresh_plugins.load_plugins(reload=True)  # load again, now with the 'installed' plugin
     tests = sorted((project["work"] / cmd[3]).glob("test_*.py"))
     assert tests
     ran = 0
@@ -183,7 +184,7 @@ def test_every_hook_block(tmp_path, fresh_plugins):
 
     make_dist_plugin(tmp_path, "every-hook", "every_hook", FILE_BLOCKS["every_hook.py"], ep_name="every_hook")
     sys.path.insert(0, str(tmp_path))
-    fresh_plugins.reset()
+    fresh_plugins.load_plugins(reload=True)
     info = {i.name: i for i in fresh_plugins.plugin_infos()}["every_hook"]
     assert info.error is None, info.error
     assert info.parts == {
@@ -207,3 +208,50 @@ def test_compat_block():
     ns: dict = {}
     exec(FILE_BLOCKS["compat.py"], ns)
     assert API_VERSION in ns["IMTRANS_API"]
+
+
+def block_module(title: str):
+    """A guide block executed as a module (a plugin object for ``load_plugins(objects=...)``)."""
+    import types
+
+    mod = types.ModuleType(title.removesuffix(".py"))
+    exec(compile(FILE_BLOCKS[title], title, "exec"), mod.__dict__)
+    return mod
+
+
+def test_tiny_generator_block_follows_the_generator_contract(fresh_plugins):
+    from imtrans import registry
+    from imtrans.errors import ImtransError
+
+    fresh_plugins.load_plugins(objects={"tiny": block_module("tiny_generator.py")}, reload=True)
+    g = registry.build("generator", "tiny", ngf=8)
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    y = g(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    assert (g.in_channels, g.out_channels, g.size_multiple) == (3, 3, 2)
+    with pytest.raises(ImtransError, match="divisible by 2"):
+        g(torch.zeros(1, 3, 31, 32))
+    assert [f.shape[1] for f in g.encode(x, [0, 1])] == [3, 8]
+    assert 0.01 < float(g.down.weight.std()) < 0.03  # init_weights: normal, gain 0.02
+
+
+def test_feature_term_block_is_a_translation_term(fresh_plugins, tmp_path):
+    from conftest import tiny_recipe_data
+    from imtrans import registry
+    from imtrans.recipe import recipe_from_dict
+    from imtrans.registry import PartParamsError
+
+    fresh_plugins.load_plugins(objects={"tiny": block_module("tiny_generator.py"),
+                                        "feat": block_module("feature_term.py")}, reload=True)
+    with pytest.raises(PartParamsError, match="'layer'"):
+        registry.build("loss", "keep_features", layer=-1)
+    data = tiny_recipe_data(tmp_path, "t")
+    data["model"]["generator"] = {"name": "tiny", "ngf": 4}
+    data["losses"] = {"feat": {"name": "keep_features"}, "pix": {"name": "l1", "weight": 0.5}}
+    r = recipe_from_dict(data)
+    s = registry.build_spec("scheme", r.scheme.as_dict(), r)
+    assert {k: t.kind for k, t in s.extra_terms.items()} == {"feat": "translation", "pix": "pixel"}
+    batch = {k: torch.rand(1, 3, 32, 32) * 2 - 1 for k in ("a", "b")}
+    s.setup(batch)
+    losses = s.train_step(batch)
+    assert losses["feat"] > 0 and losses["pix"] > 0

@@ -48,6 +48,7 @@ def register_generators(register):
 def test_dist_plugin_registers_loss(tmp_path, fresh_plugins):
     make_dist_plugin(tmp_path, "imtrans-charb", "imtrans_charb", GOOD, ep_name="charb", version="1.2.3")
     sys.path.insert(0, str(tmp_path))
+    fresh_plugins.load_plugins(reload=True)
     from imtrans import registry
 
     entry = registry.get_registry("loss").get("charbonnier")
@@ -77,7 +78,7 @@ def test_broken_plugins_are_reported_and_skipped(tmp_path, fresh_plugins):
     from imtrans import registry
 
     with pytest.warns(fresh_plugins.PluginWarning):
-        infos = {i.name: i for i in fresh_plugins.plugin_infos()}
+        infos = {i.name: i for i in fresh_plugins.load_plugins(reload=True)}
     assert "failed to import" in infos["badimport"].error and "definitely_not_a_module_xyz" in infos["badimport"].error
     assert "boom in hook" in infos["badhook"].error
     # the failing plugin's partial registrations were removed; the others work
@@ -100,7 +101,7 @@ def test_duplicate_name_names_both_plugins(tmp_path, fresh_plugins):
     make_dist_plugin(tmp_path, "dup", "dup_mod", DUPLICATE, ep_name="dupe")
     sys.path.insert(0, str(tmp_path))
     with pytest.warns(fresh_plugins.PluginWarning):
-        infos = {i.name: i for i in fresh_plugins.plugin_infos()}
+        infos = {i.name: i for i in fresh_plugins.load_plugins(reload=True)}
     err = infos["dupe"].error
     assert "generator 'resnet'" in err and "'builtin'" in err and "'dupe'" in err
 
@@ -125,7 +126,7 @@ def test_incompatible_api_is_skipped_with_message(tmp_path, fresh_plugins):
     make_dist_plugin(tmp_path, "future", "future_mod", "IMTRANS_API = [99]\n" + GOOD, ep_name="future")
     sys.path.insert(0, str(tmp_path))
     with pytest.warns(fresh_plugins.PluginWarning):
-        infos = {i.name: i for i in fresh_plugins.plugin_infos()}
+        infos = {i.name: i for i in fresh_plugins.load_plugins(reload=True)}
     assert "supports imtrans plugin API [99]" in infos["future"].error
     from imtrans import registry
 

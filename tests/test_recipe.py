@@ -108,8 +108,11 @@ def test_shipped_recipes_validate(recipe):
     assert r.scheme.name
 
 
+SYNTHETIC = '[data.a]\nname = "synthetic"\nside = "a"\ncount = 4\n[data.b]\nname = "synthetic"\nside = "b"\ncount = 4\n'
+
+
 def test_cli_check_prints_resolved_recipe_and_errors_without_traceback(tmp_path):
-    p = write(tmp_path, "r.toml", BASE)
+    p = write(tmp_path, "r.toml", BASE + SYNTHETIC)  # `check` builds every part, the domains too
     ok = run_cli("check", str(p), "--set", "train.epochs=7")
     assert ok.returncode == 0, ok.stderr
     assert "epochs = 7" in ok.stdout and "is valid" in ok.stdout
@@ -140,3 +143,11 @@ def test_part_error_names_the_key_that_brought_the_bad_parameter(tmp_path):
         load_recipe(p, ["model.generator.ngf=8"])  # a valid override of the same table
     msg = str(e.value)
     assert msg.startswith(f"{p}: model.generator.num_downs:") and "'num_downs'" in msg
+
+
+def test_cli_check_warns_when_the_data_is_missing(tmp_path):
+    p = write(tmp_path, "r.toml", BASE + f'[data]\nroot = "{tmp_path / "nowhere"}"\n')
+    out = run_cli("check", str(p))
+    assert out.returncode == 0, out.stderr  # the recipe is valid; this machine lacks its data
+    assert out.stderr.count("warning:") == 2 and "data.a:" in out.stderr and "nowhere" in out.stderr
+    assert "its data is missing here" in out.stdout

@@ -25,8 +25,9 @@ def textures_plugin():
             added = True
         import imtrans_textures.plugin
 
-        plugins.register_plugin("textures", imtrans_textures.plugin)
+        plugins.load_plugins(objects={"textures": imtrans_textures.plugin}, reload=True)
     yield
+    plugins.load_plugins(reload=True)
     if added:
         sys.path.remove(str(TEX_SRC))
 

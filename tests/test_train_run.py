@@ -8,7 +8,7 @@ import torch
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import Trainer
 from imtrans.errors import ImtransError
-from imtrans.recipe import load_recipe, recipe_from_dict
+from imtrans.recipe import recipe_from_dict
 
 from conftest import ROOT, run_cli, tiny_recipe_data
 
@@ -65,7 +65,10 @@ def test_run_dir_outputs(tmp_path):
     # snapshot every epoch, and the metadata rebuilds the networks without the recipe
     assert (run / "checkpoints" / "epoch_0001" / ckpt.WEIGHTS).exists()
     meta = ckpt.read_meta(run)
-    assert meta["nets"]["G"] == {"kind": "generator", "spec": {**meta["nets"]["G"]["spec"], "name": "resnet", "ngf": 4, "n_blocks": 1}}
+    import imtrans
+
+    assert meta["nets"]["G"] == {"kind": "generator", "spec": {**meta["nets"]["G"]["spec"], "name": "resnet", "ngf": 4, "n_blocks": 1},
+                                 "origin": {"plugin": "builtin", "dist": "imtrans", "version": imtrans.__version__}}
     G = ckpt.build_net_from_meta(run, "G")
     assert sum(p.numel() for p in G.parameters()) > 0
 
@@ -84,14 +87,38 @@ def test_missing_dataset_names_download_command(tmp_path):
     assert "imtrans data download horse2zebra" in r.stderr
 
 
-def test_quickstart_ground_truth_error_falls(tmp_path):
-    """A short slice of the quickstart already moves G towards the ground truth."""
-    r = load_recipe(ROOT / "recipes" / "quickstart.toml",
-                    ["train.max_steps=200", "train.precision=fp32", f"output.root={tmp_path}",
-                     "data.workers=0", "train.eval_images=16"])
-    res = Trainer(r, progress=False).fit()
-    before, after = res.eval_before["gt_l1_a2b"], res.eval_after["gt_l1_a2b"]
-    assert after < 0.85 * before, (before, after)
+def quickstart(tmp_path, *sets: str, timeout: int = 600) -> dict[str, dict[str, float]]:
+    """Run the README's quickstart command (with ``--set`` overrides); the first and last eval metrics."""
+    r = run_cli("run", str(ROOT / "recipes" / "quickstart.toml"), "--no-progress",
+                "--set", f"output.root={tmp_path}", *(x for s in sets for x in ("--set", s)), cwd=tmp_path, timeout=timeout,
+                env={"OMP_NUM_THREADS": "1"})  # on busy shared cores two spin-waiting threads crawl
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "quickstart"
+    assert (run / "recipe.resolved.toml").is_file() and (run / "index.html").is_file()
+    assert (run / "checkpoints" / "latest" / ckpt.WEIGHTS).is_file() and (run / "checkpoints" / "latest" / ckpt.STATE).is_file()
+    evals = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [e for e in evals if e["kind"] == "eval"]
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == ckpt.load_state(run)["step"]
+    return {"before": evals[0]["metrics"], "after": evals[-1]["metrics"]}
+
+
+def test_quickstart_end_to_end_short(tmp_path):
+    """The CI copy of the quickstart: the README command cut to 40 steps already moves G and F towards the
+    ground truth (by 6-8 % at 40 steps, in fp32 and in bf16; a step that does not learn stays at 0 %)."""
+    m = quickstart(tmp_path, "train.max_steps=40", "train.eval_images=16", "train.sample_every=20")
+    for k in ("gt_l1_a2b", "gt_l1_b2a"):
+        assert m["after"][k] < 0.97 * m["before"][k], (k, m)
+    samples = sorted(p.name for p in (tmp_path / "quickstart" / "samples").glob("*.png"))
+    assert samples == ["step_0000020.png", "step_0000040.png"]
+
+
+@pytest.mark.slow
+def test_quickstart_full_run_matches_the_readme(tmp_path):
+    """The whole quickstart, as the README runs it, gets G and F about as close as the README says
+    (ground-truth error 0.148 -> 0.060 for G and 0.137 -> 0.034 for F)."""
+    m = quickstart(tmp_path, timeout=3600)
+    assert m["after"]["gt_l1_a2b"] < 0.5 * m["before"]["gt_l1_a2b"], m
+    assert m["after"]["gt_l1_b2a"] < 0.4 * m["before"]["gt_l1_b2a"], m
 
 
 def test_mixed_aspect_batches_give_a_clear_error(tmp_path):

@@ -7,11 +7,14 @@ message, no traceback), 2 usage error.
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 import warnings
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from imtrans import __version__
 from imtrans.cli._console import err_console, print_error
@@ -43,27 +46,33 @@ def _root(
         [], "--disable-plugin", help="Do not load this plugin (repeatable; also IMTRANS_DISABLE_PLUGINS=a,b)."
     ),
     plugins_dir: list[str] = typer.Option([], "--plugins-dir", help="Also load plain .py plugin files from DIR."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show full tracebacks of plugin failures and errors (also IMTRANS_DEBUG=1)."
+    ),
 ) -> None:
     # The options are applied before parsing (see main), since plugin commands must exist by then;
     # they are declared here so that --help documents them and the parser accepts them.
     pass
 
 
-def _prescan(argv: list[str]) -> tuple[list[str], list[str]]:
+def _prescan(argv: list[str]) -> tuple[list[str], list[str], bool]:
     """Find the global plugin options before typer parses (plugins may add commands)."""
     disable, dirs = [], []
+    verbose = os.environ.get("IMTRANS_DEBUG", "") not in ("", "0")
     i = 0
     while i < len(argv):
         a = argv[i]
+        verbose = verbose or a in ("--verbose", "-v")
         for opt, dest in (("--disable-plugin", disable), ("--plugins-dir", dirs)):
             if a == opt and i + 1 < len(argv):
                 dest.append(argv[i + 1])
+                i += 1  # its value is not the command name
             elif a.startswith(opt + "="):
                 dest.append(a.split("=", 1)[1])
         if not a.startswith("-"):
             break  # global options stop at the command name
         i += 1
-    return [d for x in disable for d in x.split(",")], dirs
+    return [d for x in disable for d in x.split(",")], dirs, verbose
 
 
 def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
@@ -77,44 +86,62 @@ def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
 
 
 def _install_commands() -> None:
-    from imtrans.cli import data, parts, pretrained, train, translate, weights  # noqa: F401  (commands register on import)
+    from imtrans.cli import data, demo, eval, parts, pretrained, train, translate, weights  # noqa: F401  (commands register on import)
 
 
-def _plugin_commands() -> None:
-    from imtrans.plugins import plugin_infos, plugin_manager
+def _load_plugins(disable: list[str], dirs: list[str], verbose: bool) -> None:
+    """Load plugins, add their commands and say once what went wrong with any of them."""
+    from imtrans import plugins
 
-    pm = plugin_manager()
-    for impl in pm.hook.register_commands.get_hookimpls():
-        try:
-            impl.function(app=app)
-        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the CLI
-            print_error(f"plugin '{impl.plugin_name}' failed to add its commands ({type(e).__name__}: {e}); skipped")
-    for info in plugin_infos():
-        if info.error:
-            err_console.print(f"[yellow]warning:[/] plugin '{info.name}' was skipped: {info.error}")
+    with warnings.catch_warnings():
+        # problems are printed once below, not as Python warnings
+        warnings.simplefilter("ignore", plugins.PluginWarning)
+        # no option given: keep what is already loaded (main() called in-process, e.g. by tests)
+        infos = plugins.load_plugins(disable=disable or None, plugins_dirs=dirs or None)
+    for msg in plugins.add_commands(app):
+        print_error(msg)
+    for info in infos:
+        for msg in plugins.problems(info):
+            err_console.print(f"[yellow]warning:[/] {escape(msg)}", highlight=False, soft_wrap=True)
+        if info.traceback and verbose:
+            err_console.print(info.traceback, highlight=False, markup=False, soft_wrap=True)
+    if not verbose and any(i.traceback for i in infos):
+        err_console.print("[dim](imtrans --verbose or IMTRANS_DEBUG=1 shows the full traceback)[/]")
+
+
+_PYTHON_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """imtrans's own warnings are messages for a person: one line, like errors, no source location."""
+    from imtrans.errors import ImtransWarning
+
+    if issubclass(category, ImtransWarning):
+        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``imtrans`` console script and ``python -m imtrans``."""
-    from imtrans import plugins
     from imtrans.errors import ImtransError
+
+    warnings.showwarning = _show_warning
 
     argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
     global ARGV
     ARGV = list(argv)
-    disable, dirs = _prescan(argv)
-    plugins.configure(disable=disable, plugins_dirs=dirs)
+    disable, dirs, verbose = _prescan(argv)
     _install_commands()
     code = 0
     try:
-        with warnings.catch_warnings():
-            # plugin load errors are printed once by _plugin_commands, not as Python warnings
-            warnings.simplefilter("ignore", plugins.PluginWarning)
-            _plugin_commands()
-            # standalone mode: the parser reports usage errors itself (exit 2) and exits;
-            # our own user errors propagate to here and become one line + exit 1.
-            app(args=argv, prog_name="imtrans", standalone_mode=True)
+        _load_plugins(disable, dirs, verbose)
+        # standalone mode: the parser reports usage errors itself (exit 2) and exits;
+        # our own user errors propagate to here and become one line + exit 1.
+        app(args=argv, prog_name="imtrans", standalone_mode=True)
     except ImtransError as e:
+        if verbose:
+            err_console.print(traceback.format_exc(), highlight=False, markup=False, soft_wrap=True)
         print_error(str(e))
         code = 1
     except SystemExit as e:

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from imtrans.cli import app
-from imtrans.cli._console import console
+from imtrans.cli._console import console, err_console
 
 
 @app.command("list")
@@ -53,7 +54,12 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         table.add_column(col)
     for i in infos:
         parts = "\n".join(f"{k}: {', '.join(v)}" for k, v in i.parts.items())
-        status = "[yellow]disabled[/]" if i.disabled else (f"[red]error:[/] {i.error}" if i.error else "[green]ok[/]")
+        if i.disabled:
+            status = "[yellow]disabled[/]"
+        elif i.error:
+            status = f"[red]error:[/] {escape(i.error)}"
+        else:
+            status = "[green]ok[/]" + "".join(f"\n[yellow]warning:[/] {escape(w)}" for w in i.warnings)
         table.add_row(i.name, i.version, f"{i.source}\n{i.location}", parts, status)
     console.print(table)
 
@@ -62,12 +68,25 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 def check(
     recipe: Path = typer.Argument(..., help="Recipe TOML file."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set train.epochs=3 (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the resolved recipe as JSON instead of TOML."),
 ) -> None:
-    """Validate a recipe (and its parts' parameters) and print the resolved recipe without training."""
-    from rich.syntax import Syntax
-
+    """Validate a recipe, build every part once, and print the resolved recipe (valid TOML, or JSON) without training."""
+    from imtrans.check import build_parts
+    from imtrans.provenance import check_run
     from imtrans.recipe import load_recipe
 
+    check_run(recipe, list(set_))  # a run directory with a checkpoint: are its plugins installed?
     r = load_recipe(recipe, set_)
-    console.print(Syntax(r.to_toml(), "toml", theme="ansi_dark", background_color="default"))
-    console.print(f"[green]ok:[/] {recipe} is valid (run directory: {Path(r.output.root) / r.run_name()})")
+    missing: list[str] = []
+    build_parts(r, warnings=missing)
+    for w in missing:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    status = f"{recipe} is valid (run directory: {Path(r.output.root) / r.run_name()})"
+    if missing:
+        status += "; its data is missing here, so `imtrans run` would stop (see the warning above)"
+    if as_json:
+        typer.echo(json.dumps(r.to_dict(), indent=2))
+        err_console.print(f"[green]ok:[/] {status}", highlight=False, soft_wrap=True)
+        return
+    # plain text, never wrapped: `imtrans check r.toml > resolved.toml` must be valid TOML at any width
+    typer.echo(r.to_toml() + f"\n# ok: {status}")

@@ -50,10 +50,14 @@ def run(
         overrides.append(f"train.precision={precision}")
     if deterministic:
         overrides.append("train.deterministic=true")
-    r = load_recipe(recipe, overrides)
     run_dir = None
     if resume and resume != "auto":
         run_dir = Path(resume)
+    if resume is not None:
+        from imtrans.provenance import check_run
+
+        check_run(recipe, overrides, run_dir)  # the checkpoint's plugins: `pip install` hints first
+    r = load_recipe(recipe, overrides)
     trainer = Trainer(r, run_dir=run_dir, resume=resume is not None, progress=not no_progress,
                       console=err_console, skip_nonfinite=skip_nonfinite)
     res = trainer.fit()

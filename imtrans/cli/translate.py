@@ -1,7 +1,9 @@
-"""`imtrans translate` (folders of images) and `imtrans export` (TorchScript / ONNX)."""
+"""`imtrans translate` (folders of images) and `imtrans export` (ONNX / torch.export)."""
 
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -37,53 +39,80 @@ def translate(
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Shard the inputs over N processes (torchrun)."),
+    frames_dir: bool = typer.Option(False, "--frames-dir", help="Write each video as a folder of PNG frames (OUT/<name>/000000.png) instead of a video."),
+    crf: int = typer.Option(18, "--crf", help="Video quality: 0 lossless, 18 visually lossless (default), up to 51."),
 ) -> None:
-    """Translate images with a trained generator; unreadable files are reported and skipped (exit 1)."""
+    """Translate images and videos (mp4, mov, mkv, webm, avi; GIF in, GIF out) with a trained generator.
+
+    Unreadable files are reported and skipped (exit 1).  -o is a folder, or the output file for one video.
+    """
     from imtrans import cli
     from imtrans.engine import distributed
 
     if nproc is not None and distributed.env_info().world == 1:
         raise typer.Exit(distributed.launch(nproc, distributed.strip_option(cli.ARGV, "--nproc")))
     dist_info = distributed.env_info()
-    from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
-
     from imtrans.translate import load_translator
+    from imtrans.translate.video import split_inputs
 
+    videos, inputs = split_inputs(inputs)  # videos and GIFs go through imtrans.translate.video
     t = load_translator(model, direction=direction, device=device, precision=precision,
                         tile=tile, overlap=overlap, size=size, batch_size=batch_size, backend=backend)
     err_console.print(
         f"translating with {model} ({direction}) on {t.device} with {t.backend_name} at {t.precision}"
         + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False)
+    video_failed: list = []
+    if videos:
+        from imtrans.cli._video import run_videos
+
+        video_failed = run_videos(t, videos, out, suffix=suffix, frames_dir=frames_dir, crf=crf,
+                                  skip_existing=skip_existing, progress=not no_progress, images_too=bool(inputs),
+                                  rank=dist_info.rank, world=dist_info.world)
+        if not inputs:
+            raise typer.Exit(1 if video_failed else 0)
+
+    report = _translate_images(t, inputs, out, progress=not no_progress, suffix=suffix, format=format,
+                               quality=quality, skip_existing=skip_existing, workers=workers,
+                               rank=dist_info.rank, world=dist_info.world)
+    _summary(report, "imtrans translate" + (f" (rank {dist_info.rank} of {dist_info.world})" if dist_info.enabled else ""))
+    if report.failed or video_failed:
+        raise typer.Exit(1)
+    console.print(f"output: {out}", highlight=False)
+
+
+def _translate_images(t, inputs: list[str], out: Path, progress: bool, **kwargs):
+    """``Translator.translate_folder`` with errors printed as they happen and a live bar."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     def on_error(src: Path, reason: str) -> None:
         err_console.print(f"[red]failed[/] {escape(str(src))}: {escape(reason)}", highlight=False, soft_wrap=True)
 
-    if no_progress:
-        report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
-                                    skip_existing=skip_existing, workers=workers, on_error=on_error,
-                                    rank=dist_info.rank, world=dist_info.world)
-    else:
-        with Progress(
-            TextColumn("[bold]translate"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
-        ) as bar:
-            task = bar.add_task("translate", total=None, rate="")
-            import time
+    run = functools.partial(t.translate_folder, inputs, out, on_error=on_error, **kwargs)
+    if not progress:
+        return run()
+    with Progress(
+        TextColumn("[bold]translate"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task("translate", total=None, rate="")
+        t0 = time.perf_counter()
 
-            t0 = time.perf_counter()
+        def on_progress(done: int, total: int) -> None:  # the report calls this as files finish
+            dt = time.perf_counter() - t0
+            bar.update(task, completed=done, total=total, rate=f"{done / dt:.1f} img/s" if dt > 0 and done else "")
 
-            def on_progress(done: int, total: int) -> None:
-                dt = time.perf_counter() - t0
-                bar.update(task, completed=done, total=total, rate=f"{done / dt:.1f} img/s" if dt > 0 and done else "")
+        return run(on_progress=on_progress)
 
-            report = t.translate_folder(inputs, out, suffix=suffix, format=format, quality=quality,
-                                        skip_existing=skip_existing, workers=workers,
-                                        on_progress=on_progress, on_error=on_error,
-                                        rank=dist_info.rank, world=dist_info.world)
 
-    title = "imtrans translate" + (f" (rank {dist_info.rank} of {dist_info.world})" if dist_info.enabled else "")
+def _summary(report, title: str) -> None:
+    """Renamed outputs, the result table and the failed files."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    for src, dst in report.renamed:
+        err_console.print(f"[yellow]kept apart[/] {escape(str(src))} -> {escape(str(dst))} "
+                          "(another input has the same name with another extension)", highlight=False, soft_wrap=True)
     table = Table(title=title, show_header=True)
     table.add_column("result")
     table.add_column("images", justify="right")
@@ -99,25 +128,23 @@ def translate(
         for src, reason in report.failed:
             fails.add_row(escape(str(src)), escape(reason))
         console.print(fails)
-        raise typer.Exit(1)
-    console.print(f"output: {out}", highlight=False)
 
 
 @app.command("export")
 def export(
     model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
-    format: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt)."),
+    format: str = typer.Option(..., "--format", "-f", help="onnx, or pt2 (a torch.export program)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt2)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),
-    size: int = typer.Option(64, "--size", help="Tracing size in px (the exported axes stay dynamic)."),
+    size: int = typer.Option(64, "--size", help="Example size in px (the exported axes stay dynamic)."),
 ) -> None:
     """Export a generator with dynamic height/width and check it against eager PyTorch."""
+    from imtrans.engine.checkpoint import load_generator
     from imtrans.translate.export import export_model
-    from imtrans.translate.translator import _pick_generator
 
     from imtrans.zoo import resolve_model
 
-    net = _pick_generator(resolve_model(model, direction=direction), direction)
+    net = load_generator(resolve_model(model, direction=direction), direction)
     res = export_model(net, out, format, size=size)
     h, w = res.check_size
     console.print(

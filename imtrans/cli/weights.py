@@ -36,7 +36,7 @@ def import_weights(
     out: Path = typer.Option(..., "--out", "-o", help="Output .safetensors file."),
 ) -> None:
     """Convert official pytorch-CycleGAN-and-pix2pix weights into an imtrans .safetensors file."""
-    from imtrans.nets.official import import_weights_file
+    from imtrans.nets.official import import_official_weights
 
-    path = import_weights_file(pth, part, _parse_sets(set_), out, role=role)
+    path = import_official_weights(pth, part, _parse_sets(set_), out, role=role)  # type: ignore[arg-type]
     console.print(f"[green]imported[/] {pth} as {part} -> {path}", highlight=False)

@@ -1,4 +1,4 @@
-"""Data: image decoding, domains (image sources), the unpaired dataset and dataset download.
+"""Data: image decoding, domains (image sources), the unpaired and paired datasets and dataset download.
 
 ``DOMAINS`` maps the built-in domain names to factories called as
 ``factory(split, **params)`` with ``split`` in {"train", "test"}; see
@@ -14,12 +14,18 @@ from imtrans.data.imageio import (
     pil_to_uint8_tensor,
     tensor_to_pil,
 )
+from imtrans.data.paired import aligned, paired_folders
 from imtrans.data.synthetic import SyntheticDomain
+from imtrans.data.synthetic_paired import synthetic_paired
 
 DOMAINS = {
     "folder": folder,
     "layout": layout,
     "synthetic": SyntheticDomain,
+    # paired sources (load_pair): read by PairedDataset for paired schemes such as pix2pix
+    "aligned": aligned,
+    "paired_folders": paired_folders,
+    "synthetic_paired": synthetic_paired,
 }
 
 __all__ = [

@@ -1,25 +1,34 @@
-"""Download and unpack the public CycleGAN datasets (resumable, verified, safely extracted).
+"""Download and unpack the public CycleGAN and pix2pix datasets (resumable, verified, safely extracted).
 
-The names and the URL pattern are those of the official
-``datasets/download_cyclegan_dataset.sh``.  Each zip unpacks to
-``ROOT/<name>/{trainA,trainB,testA,testB}``, the layout the ``layout`` domain reads.
+The names and URL patterns are those of the official
+``datasets/download_cyclegan_dataset.sh`` (zips that unpack to
+``ROOT/<name>/{trainA,trainB,testA,testB}``, read by the ``layout`` domain) and
+``datasets/download_pix2pix_dataset.sh`` (``.tar.gz`` files that unpack to
+``ROOT/<name>/{train,val,test}`` of side-by-side A|B images, read by the
+``aligned`` domain).  ``facades``, ``maps`` and ``cityscapes`` exist in both
+collections: ``kind="auto"`` keeps the CycleGAN zip for them, ``kind="pix2pix"``
+picks the paired archive.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import re
 import shutil
 import stat
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from imtrans.errors import ImtransError
-from imtrans.registry import did_you_mean
+from imtrans.suggest import did_you_mean
 
 log = logging.getLogger("imtrans.data")
 
@@ -43,6 +52,12 @@ CYCLEGAN_DATASETS: tuple[str, ...] = (
 )
 
 DEFAULT_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/{name}.zip"
+
+PIX2PIX_DATASETS: tuple[str, ...] = ("facades", "maps", "edges2shoes", "edges2handbags", "night2day", "cityscapes")
+
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
+
+DatasetKind = Literal["auto", "cyclegan", "pix2pix"]
 
 _CHUNK = 1 << 16
 
@@ -140,54 +155,90 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return stat.S_ISLNK(info.external_attr >> 16)
 
 
+def _unsafe(n: str, dest: Path) -> bool:
+    """Whether archive member name ``n`` is absolute, climbs out with ``..`` or lands outside ``dest``."""
+    pp = PurePosixPath(n.replace("\\", "/"))
+    if n.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", n) is not None or ".." in pp.parts:
+        return True
+    dest_r = dest.resolve()
+    target = (dest / pp).resolve()
+    return target != dest_r and dest_r not in target.parents
+
+
+def _refuse(n: str) -> ImtransError:
+    return ImtransError(f"refusing to extract archive member '{n}': it is a link or its path escapes the target folder")
+
+
 def _check_members(zf: zipfile.ZipFile, dest: Path) -> None:
     """Refuse the whole archive if any member could land outside ``dest``."""
-    dest_r = dest.resolve()
     for info in zf.infolist():
-        n = info.filename
-        pp = PurePosixPath(n.replace("\\", "/"))
-        bad = (
-            n.startswith(("/", "\\"))
-            or re.match(r"^[A-Za-z]:", n) is not None
-            or ".." in pp.parts
-            or _is_symlink(info)
-        )
-        if not bad:
-            target = (dest / pp).resolve()
-            bad = target != dest_r and dest_r not in target.parents
-        if bad:
-            raise ImtransError(
-                f"refusing to extract archive member '{n}': it is a link or its path escapes the target folder"
-            )
+        if _is_symlink(info) or _unsafe(info.filename, dest):
+            raise _refuse(info.filename)
 
 
-def _extract(zip_path: Path, root: Path, name: str) -> Path:
-    """Verify ``zip_path`` and unpack it into ``root/name`` via a temporary folder."""
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
+def _check_tar_members(tf: tarfile.TarFile, dest: Path) -> None:
+    """Refuse the whole archive unless every member is a plain file or folder inside ``dest``."""
+    for m in tf.getmembers():
+        if not (m.isfile() or m.isdir()) or _unsafe(m.name, dest):
+            raise _refuse(m.name)
+
+
+def _unpack_into(archive: Path, tmp: Path) -> None:
+    """Check every member of ``archive`` (zip or tar.gz), then extract it into ``tmp``."""
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
             broken = zf.testzip()
             if broken is not None:
                 raise ImtransError(
-                    f"archive '{zip_path}' is corrupt (member '{broken}' fails its CRC check); "
-                    "delete it and download again"
+                    f"archive '{archive}' is corrupt (member '{broken}' fails its CRC check); delete it and download again"
                 )
-            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-extract-", dir=root))
-            try:
-                _check_members(zf, tmp)
-                zf.extractall(tmp)
-                # Official zips hold one top folder named like the dataset; use
-                # its content directly instead of nesting ROOT/name/name.
-                entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
-                src = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-                dest = root / name
-                if dest.exists():
-                    shutil.rmtree(dest)
-                os.replace(src, dest)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    except zipfile.BadZipFile:
-        raise ImtransError(f"'{zip_path}' is not a valid zip archive; delete it and download again") from None
+            _check_members(zf, tmp)
+            zf.extractall(tmp)
+        return
+    with tarfile.open(archive, "r:*") as tf:
+        _check_tar_members(tf, tmp)  # reads the whole archive: a truncated one fails here
+        tf.extractall(tmp, filter="data")  # the standard library's own guard, on top of ours
+
+
+def _extract(archive: Path, root: Path, name: str) -> Path:
+    """Verify ``archive`` and unpack it into ``root/name`` via a temporary folder."""
+    kind = "zip" if archive.name.endswith(".zip") else "tar.gz"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-extract-", dir=root))
+    try:
+        try:
+            _unpack_into(archive, tmp)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error):
+            raise ImtransError(f"'{archive}' is not a valid {kind} archive; delete it and download again") from None
+        # Official archives hold one top folder named like the dataset; use
+        # its content directly instead of nesting ROOT/name/name.
+        entries = [p for p in tmp.iterdir() if p.name != "__MACOSX"]
+        src = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+        dest = root / name
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(src, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _official_url(name: str, kind: DatasetKind) -> str:
+    if kind == "auto":
+        kind = "cyclegan" if name in CYCLEGAN_DATASETS else "pix2pix" if name in PIX2PIX_DATASETS else "cyclegan"
+    known = CYCLEGAN_DATASETS if kind == "cyclegan" else PIX2PIX_DATASETS
+    if name not in known:
+        everything = sorted(set(CYCLEGAN_DATASETS) | set(PIX2PIX_DATASETS))
+        hint = did_you_mean(name, everything)
+        raise ImtransError(
+            f"unknown {kind} dataset '{name}'{hint}" + ("" if hint else f"; available: {', '.join(known)}")
+        )
+    if kind == "pix2pix" and name == "cityscapes":
+        raise ImtransError(
+            "the pix2pix cityscapes set is not distributed by the official repository (licence); download gtFine and "
+            "leftImg8bit from cityscapes-dataset.com, join each label map and photo side by side into "
+            "ROOT/cityscapes/{train,val}, or pass --url to a mirror of cityscapes.tar.gz"
+        )
+    return (DEFAULT_URL if kind == "cyclegan" else PIX2PIX_URL).format(name=name)
 
 
 def download_dataset(
@@ -196,24 +247,22 @@ def download_dataset(
     url: str | None = None,
     progress: bool = True,
     timeout: float = 60.0,
+    kind: DatasetKind = "auto",
 ) -> Path:
     """Download dataset ``name`` into ``root`` and return ``root/name``.
 
-    ``url`` overrides :data:`DEFAULT_URL` (a mirror; then any ``name`` is
-    allowed).  The download streams to ``root/name.zip.part`` and resumes from
-    it on the next call; the finished file is renamed to ``name.zip``
-    atomically, verified, extracted through a temporary folder (refusing
-    members that escape ``root``) and then deleted.  An existing, non-empty
-    ``root/name`` is returned as is.
+    ``kind`` picks the collection: ``cyclegan`` (:data:`DEFAULT_URL`, zip),
+    ``pix2pix`` (:data:`PIX2PIX_URL`, tar.gz) or ``auto`` (CycleGAN for the
+    names both have).  ``url`` overrides the official location (a mirror; then
+    any ``name`` is allowed, and a ``.tar.gz``/``.tgz``/``.tar`` URL is read as
+    a tar archive).  The download streams to ``root/<file>.part`` and resumes
+    from it on the next call; the finished file is renamed atomically, verified,
+    extracted through a temporary folder (refusing links and members that
+    escape ``root``) and then deleted.  An existing, non-empty ``root/name`` is
+    returned as is.
     """
     if url is None:
-        if name not in CYCLEGAN_DATASETS:
-            hint = did_you_mean(name, CYCLEGAN_DATASETS)
-            raise ImtransError(
-                f"unknown dataset '{name}'{hint}"
-                + ("" if hint else f"; available: {', '.join(CYCLEGAN_DATASETS)}")
-            )
-        url = DEFAULT_URL.format(name=name)
+        url = _official_url(name, kind)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name in (".", ".."):
         raise ImtransError(f"dataset name '{name}' must be a plain folder name (letters, digits, _ . -)")
     root = Path(root).expanduser()
@@ -222,11 +271,12 @@ def download_dataset(
     if dest.is_dir() and any(dest.iterdir()):
         log.info("dataset %s already present at %s", name, dest)
         return dest
-    zip_path = root / f"{name}.zip"
-    if not zip_path.exists():
-        part = root / f"{name}.zip.part"
+    is_tar = url.split("?")[0].endswith((".tar.gz", ".tgz", ".tar"))
+    archive = root / f"{name}{'.tar.gz' if is_tar else '.zip'}"
+    if not archive.exists():
+        part = root / f"{archive.name}.part"
         fetch_url(url, part, name, progress, timeout)
-        os.replace(part, zip_path)  # atomic: a .zip on disk is always complete
-    dest = _extract(zip_path, root, name)
-    zip_path.unlink()
+        os.replace(part, archive)  # atomic: an archive on disk is always complete
+    dest = _extract(archive, root, name)
+    archive.unlink()
     return dest

@@ -38,13 +38,16 @@ class ImageDecodeError(ImtransError):
     """A file that could not be decoded as an image; the message names the file and the reason."""
 
 
-def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
+def list_images(root: str | os.PathLike, recursive: bool = True, keep_broken_links: bool = False) -> list[Path]:
     """Image files under ``root`` (extensions from :data:`IMAGE_EXTENSIONS`, any case), sorted.
 
     Sorting by the path relative to ``root`` makes indices stable across file
     systems (``os.scandir`` order is not).  Hidden files and folders (names
     starting with ``.``) and ``__MACOSX`` folders are skipped: zip archives made
     on macOS carry ``._name.jpg`` resource forks that look like images but are not.
+    ``keep_broken_links`` also lists symbolic links whose target is missing, so
+    that a caller can report them (``imtrans translate`` does) instead of
+    dropping them without a word.
     """
     root = Path(root)
     found: list[Path] = []
@@ -57,7 +60,7 @@ def list_images(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
                 continue
             if os.path.splitext(fn)[1].lower() in IMAGE_EXTENSIONS:
                 p = Path(dirpath) / fn
-                if p.is_file():
+                if p.is_file() or (keep_broken_links and p.is_symlink() and not p.exists()):
                     found.append(p)
     found.sort(key=lambda p: p.relative_to(root).as_posix())
     return found

@@ -22,12 +22,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as st_save
 
+from imtrans.atomic import atomic_path, default_dir_mode, fsync_dir
 from imtrans.errors import ImtransError
 
 FORMAT = 1
@@ -86,49 +88,45 @@ def unpack(tensors: dict[str, torch.Tensor], skel: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------
-# atomic files
+# writing
 # ---------------------------------------------------------------------------
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def save_weights(
+    path: str | Path, nets: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]], meta: dict[str, Any]
+) -> Path:
+    """Write a weights file: keys ``"<net>.<param>"``, metadata ``imtrans`` = ``meta`` plus ``format``.
+
+    The one writer of the weights format: :func:`save_checkpoint` uses it for
+    ``weights.safetensors`` and ``imtrans import-weights`` for its single file.
+    ``nets`` maps each network's name to the module or its ``state_dict``.
+    The file is written atomically (temporary file + fsync + rename).
+    """
+    tensors, metadata = _weights_layout(nets, meta)
+    _save_st(tensors, Path(path), metadata)
+    return Path(path)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file + fsync + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+def weights_bytes(nets: Mapping[str, torch.nn.Module | Mapping[str, torch.Tensor]], meta: dict[str, Any]) -> bytes:
+    """The bytes :func:`save_weights` would write (for callers that write or hash them themselves)."""
+    tensors, metadata = _weights_layout(nets, meta)
+    return st_save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def _weights_layout(nets, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    # The weights format in one place: "<net>.<param>" keys, metadata "imtrans" = meta + format.
+    weights: dict[str, torch.Tensor] = {}
+    for name, net in nets.items():
+        sd = net.state_dict() if isinstance(net, torch.nn.Module) else net
+        for k, v in sd.items():
+            weights[f"{name}.{k}"] = v
+    return weights, {"imtrans": json.dumps(dict(meta, format=FORMAT))}
 
 
 def _save_st(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     # safetensors refuses shared storage and non-contiguous tensors: clone what needs it
     clean = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    save_file(clean, str(path), metadata=metadata)
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+    with atomic_path(path) as tmp:
+        save_file(clean, str(tmp), metadata=metadata)
 
 
 def save_checkpoint(
@@ -144,24 +142,19 @@ def save_checkpoint(
     old = dest.with_name(dest.name + ".old")
     moved = False  # whether the previous `dest` was renamed to `.old` by this call
     try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a checkpoint should be as readable as any other output
-        weights: dict[str, torch.Tensor] = {}
-        for name, net in nets.items():
-            for k, v in net.state_dict().items():
-                weights[f"{name}.{k}"] = v
-        full_meta = dict(meta, format=FORMAT)
-        _save_st(weights, tmp / WEIGHTS, {"imtrans": json.dumps(full_meta)})
+        os.chmod(tmp, default_dir_mode())  # mkdtemp makes it 0700; give it the mode os.mkdir would
+        save_weights(tmp / WEIGHTS, nets, meta)
         if state is not None:
             tensors, skel = pack(state)
             _save_st(tensors, tmp / STATE, {"imtrans_state": json.dumps(skel)})
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if dest.exists():
             if old.exists():
                 shutil.rmtree(old)
             os.rename(dest, old)
             moved = True
         os.rename(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -309,9 +302,17 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
             raise TypeError("kind and spec.name must be strings")
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
+    # the checkpoint carries the trained weights: never fetch them again, nor need the file they came from
     if spec.get("pretrained"):
-        # the checkpoint carries the trained weights; never fetch again (a bool for timm, a zoo name for ours)
+        # a bool for timm, a zoo name for ours
         spec["pretrained"] = "" if isinstance(spec["pretrained"], str) else False
+    if spec.get("pretrained_file"):
+        spec["pretrained_file"] = ""
+    if kind in registry.KINDS:
+        from imtrans.provenance import check_origin
+
+        # a part whose plugin is missing: name the distribution to install (recorded at training)
+        check_origin(kind, spec["name"], info.get("origin"), f"{path} (network '{net_name}')")
     try:
         net = registry.build_spec(kind, spec)
     except CheckpointError:
@@ -323,3 +324,31 @@ def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
         ) from None
     load_into(net, load_weights(path, net_name), f"{path} ({net_name})")
     return net.eval()
+
+
+def load_generator(model: str | os.PathLike, direction: str = "a2b") -> torch.nn.Module:
+    """The generator that translates in ``direction``, rebuilt from a checkpoint and loaded, in eval mode.
+
+    ``model`` is a run directory, a checkpoint directory or a ``.safetensors``
+    weights file.  ``direction`` is looked up in the checkpoint's
+    ``translators`` map (CycleGAN: ``a2b`` = G, ``b2a`` = F); a file without
+    that map (e.g. written by an older tool) must hold exactly one generator.
+    Raises :class:`CheckpointError` naming the file and the fix.
+    """
+    meta = read_meta(model)
+    translators = meta.get("translators") or {}
+    nets = meta.get("nets") or {}
+    if translators:
+        if direction not in translators:
+            raise CheckpointError(
+                f"{model} has no direction '{direction}'; it has {', '.join(sorted(translators))}: "
+                "pass --direction accordingly"
+            )
+        return build_net_from_meta(model, translators[direction])
+    gens = [n for n, info in nets.items() if isinstance(info, dict) and info.get("kind") == "generator"]
+    if len(gens) != 1:
+        raise CheckpointError(
+            f"{model} holds no translating generator (networks: {', '.join(nets) or 'none'}); "
+            "a discriminator-only file cannot translate images"
+        )
+    return build_net_from_meta(model, gens[0])

@@ -1,6 +1,6 @@
 """When and what a run saves, and how it resumes: ``latest``, snapshots, ``best``.
 
-The on-disk format and the atomic writer live in :mod:`imtrans.engine.checkpoint`; this module
+The on-disk format lives in :mod:`imtrans.engine.checkpoint` (atomic writes: :mod:`imtrans.atomic`); this module
 decides *what* goes into a checkpoint of a run (weights with the part specs that rebuild them,
 the scheme's training state, RNG streams, the position in the data) and *which* checkpoint:
 ``latest`` keeps everything (exact resume), ``epoch_N`` snapshots keep weights only unless
@@ -20,6 +20,7 @@ from imtrans.engine import checkpoint as ckpt
 from imtrans.engine import distributed as D
 from imtrans.engine.runtime import rng_state, set_rng_state
 from imtrans.errors import ImtransError
+from imtrans.provenance import net_origin, recipe_origins
 from imtrans.schemes.base import schedule_settings
 
 
@@ -56,9 +57,11 @@ class CheckpointManager:
         """Metadata that rebuilds every network without the recipe (part name + parameters)."""
         nets = {}
         for name, net in scheme.networks().items():
-            nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {})}
+            nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {}),
+                          "origin": net_origin(net)}  # plugin distribution + version that made it
         return {"scheme": self.recipe.scheme.name, "step": pos.step, "epoch": pos.epoch, "nets": nets,
-                "translators": dict(scheme.translators), "recipe": self.recipe.to_toml()}
+                "translators": dict(scheme.translators), "parts": recipe_origins(self.recipe),
+                "recipe": self.recipe.to_toml()}
 
     def state(self, scheme, pos: Position) -> dict[str, Any]:
         return {"step": pos.step, "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch,

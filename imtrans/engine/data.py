@@ -41,14 +41,20 @@ class TrainData:
     """Domains, data set and loader of one run (one shard of it under torchrun)."""
 
     def __init__(self, recipe: Recipe, augment, device: torch.device, dist: D.DistInfo) -> None:
+        from imtrans.data.paired import build_paired, scheme_is_paired
         from imtrans.data.unpaired import EpochSampler, UnpairedDataset
 
         self.recipe, self.augment, self.device = recipe, augment, device
-        self.domains = self._build_domains()
         t, bs = recipe.train, recipe.data.batch_size
         self.batch_size = bs
-        self.dataset = UnpairedDataset(self.domains["a"], self.domains["b"], augment.prepare, augment.prepare,
-                                       seed=t.seed, cache=recipe.data.cache)
+        #: pairs (pix2pix): batch["a"][i] and batch["b"][i] belong together and share one crop and flip
+        self.paired = scheme_is_paired(recipe)
+        if self.paired:
+            self.dataset, self.domains = build_paired(recipe, augment.prepare)
+        else:
+            self.domains = self._build_domains()
+            self.dataset = UnpairedDataset(self.domains["a"], self.domains["b"], augment.prepare, augment.prepare,
+                                           seed=t.seed, cache=recipe.data.cache)
         if len(self.dataset) < bs:
             raise ImtransError(
                 f"the data has {len(self.dataset)} images, fewer than data.batch_size = {bs}; lower data.batch_size")
@@ -105,7 +111,7 @@ class TrainData:
                 batch = self._next(it)
             except StopIteration:
                 return
-            yield {k: self.augment(to_model_range(batch[k], self.device)) for k in ("a", "b")}
+            yield self._augmented(batch)
 
     def first_batch(self) -> dict[str, torch.Tensor]:
         """A batch for data-dependent set-up (lazily shaped parameters); consumes no loader state."""
@@ -113,8 +119,17 @@ class TrainData:
 
         loader = DataLoader(self.dataset, batch_size=self.batch_size,
                             sampler=[(0, i) for i in range(self.batch_size)])
-        batch = self._next(iter(loader))
-        return {k: self.augment(to_model_range(batch[k], self.device)) for k in ("a", "b")}
+        return self._augmented(self._next(iter(loader)))
+
+    def _augmented(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The batch on the device in [-1, 1], augmented; the two halves of a pair get the same crop and flip."""
+        from imtrans.augment import to_model_range
+
+        a, b = (to_model_range(batch[k], self.device) for k in ("a", "b"))
+        if self.paired:
+            a, b = self.augment(a, b)
+            return {"a": a, "b": b}
+        return {"a": self.augment(a), "b": self.augment(b)}
 
     def _next(self, it):
         try:

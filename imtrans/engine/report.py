@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 from torchvision.utils import make_grid
 
-from imtrans.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from imtrans.atomic import atomic_write_bytes, atomic_write_text
 from imtrans.engine.svgplot import Panel, small_multiples
 
 
@@ -164,6 +164,9 @@ def _eval_plot(evals: list[dict[str, Any]]) -> str:
     for d, _, copy in baseline_pairs(evals[-1]["metrics"]):
         pts = [(r["step"], r["metrics"]["gt_l1_" + d]) for r in evals if "gt_l1_" + d in r["metrics"]]
         panels.append(Panel(f"{d}: ground-truth error", {d: pts}, {"copying the input": copy} if copy else {}))
+    for k in [k for k in evals[-1]["metrics"] if k.startswith("fid_")]:  # FID/KID runs (imtrans.eval)
+        pts = [(r["step"], r["metrics"][k]) for r in evals if k in r["metrics"]]
+        panels.append(Panel(f"FID {k[len('fid_'):]} (lower is better)", {k: pts}))
     return small_multiples(panels, width=320, height=170)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from imtrans import registry
+from imtrans.atomic import atomic_write_text
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine import distributed as D
 from imtrans.engine.checkpointing import CheckpointManager, Position
@@ -34,6 +35,7 @@ from imtrans.engine.runlog import LossWindow, NonFiniteLossError, RunLogger
 from imtrans.engine.runtime import resolve_device, resolve_precision, seed_everything
 from imtrans.engine.stop import StopFlag
 from imtrans.errors import ImtransError
+from imtrans.plugins import load_plugins
 from imtrans.recipe import Recipe
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer"]
@@ -105,6 +107,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ entry
     def fit(self) -> TrainResult:
+        load_plugins()  # an entry point: the registries are filled here, not by a lookup
         t = self.recipe.train
         self.dist, ddp_device = D.init(t.device)
         self.device = ddp_device or resolve_device(t.device)
@@ -174,7 +177,7 @@ class Trainer:
             run.log.tick(step, run.pos.epoch)
         if t.checkpoint_every and step % t.checkpoint_every == 0:
             self._check_and_save(run)
-        if t.eval_every and step % t.eval_every == 0:
+        if t.eval_every and step % t.eval_every == 0 and step < run.total:  # the last one is the final evaluation
             self._evaluate(run)
         if t.sample_every and step % t.sample_every == 0:
             self._sample(run, f"step_{step:07d}")
@@ -235,7 +238,7 @@ class Trainer:
         if not self.dist.is_main or a is None or b is None:
             return
         n = min(a.shape[0], b.shape[0])
-        save_png(grid_image(run.scheme.samples(a[:n], b[:n])), self.run_dir / "samples" / f"{tag}.png")
+        save_png(grid_image(run.scheme.samples(a[:n], b[:n]), labels=run.scheme.sample_labels), self.run_dir / "samples" / f"{tag}.png")
         write_index(self.run_dir, f"imtrans run: {self.run_dir.name}")
 
     def _finish(self, run: _Run) -> TrainResult:
@@ -259,7 +262,7 @@ class Trainer:
         r, t, device, main = self.recipe, self.recipe.train, self.device, self.dist.is_main
         if main:
             ckpt.remove_stale_temp(self.run_dir / "checkpoints")  # left by a killed writer; we hold the lock
-            ckpt.atomic_write_text(self.run_dir / "recipe.resolved.toml", r.to_toml())
+            atomic_write_text(self.run_dir / "recipe.resolved.toml", r.to_toml())
         augment = registry.build_spec("augmentation", r.data.augment.as_dict()).to(device).train()
         data = TrainData(r, augment, device, self.dist)
         n_epochs = t.epochs + t.epochs_decay
@@ -294,9 +297,11 @@ class Trainer:
         ckpts.log = log
         if not data.held_out:
             notes.append("no held-out split (testA/testB) found: samples and evaluation use training images")
-        for n in notes:
+        evaluator = Evaluator(data.domains, augment, device, t.eval_images, fid_images=t.eval_fid_images,
+                              features=t.eval_features.as_dict() if t.eval_fid and main else None)
+        for n in notes + evaluator.notes:
             log.note(n)
-        run = _Run(scheme, data, log, ckpts, Evaluator(data.domains, augment, device, t.eval_images),
+        run = _Run(scheme, data, log, ckpts, evaluator,
                    StopFlag(self.handle_signals, self.dist, t.log_every, device), pos, total, n_epochs,
                    (data.sample_batch("a"), data.sample_batch("b")), last_log_step=pos.step,
                    start_step=pos.step)

@@ -5,7 +5,7 @@ built-in plugin registers them.  See docs/parts.md for every parameter.
 """
 
 from imtrans.nets.discriminators import DISCRIMINATORS
-from imtrans.nets.generators import GENERATORS
+from imtrans.nets.generators import GENERATORS, GeneratorBase
 from imtrans.nets.init import init_weights
 
-__all__ = ["GENERATORS", "DISCRIMINATORS", "init_weights"]
+__all__ = ["GENERATORS", "DISCRIMINATORS", "GeneratorBase", "init_weights"]

@@ -27,8 +27,13 @@ from imtrans.nets.blocks import (
 from imtrans.nets.init import InitName, init_weights
 
 
-class _GeneratorBase(nn.Module):
-    """Shared size check and ``encode`` argument check."""
+class GeneratorBase(nn.Module):
+    """Base class for generators (ours and plugins'): the size check and the ``encode`` layer check.
+
+    A subclass sets ``in_channels``, ``out_channels`` and, if its input size is
+    constrained, ``size_multiple`` (and ``min_size``); it calls
+    :meth:`check_input_size` at the start of ``forward`` and ``encode``.
+    """
 
     part_name = "generator"
     size_multiple: int = 1
@@ -56,7 +61,7 @@ class _GeneratorBase(nn.Module):
             )
 
 
-def _load_pretrained(net: "_GeneratorBase", name: str, arch: dict) -> None:
+def _load_pretrained(net: "GeneratorBase", name: str, arch: dict) -> None:
     """Start from zoo model ``name`` (fine-tuning): ``model.generator.pretrained = "horse2zebra"``."""
     if name:
         from imtrans.zoo import init_from_pretrained
@@ -64,7 +69,7 @@ def _load_pretrained(net: "_GeneratorBase", name: str, arch: dict) -> None:
         init_from_pretrained(net, name, net.part_name, arch)
 
 
-class ResnetGenerator(_GeneratorBase):
+class ResnetGenerator(GeneratorBase):
     """ResNet generator of CycleGAN (official ``ResnetGenerator``): 2 downsamplings, residual blocks, 2 upsamplings.
 
     Layout of ``self.model`` (an ``nn.Sequential``; indices are also the
@@ -175,7 +180,7 @@ class ResnetGenerator(_GeneratorBase):
         return [found[int(i)] for i in layers]
 
 
-class UnetGenerator(_GeneratorBase):
+class UnetGenerator(GeneratorBase):
     """U-Net generator of pix2pix (official ``UnetGenerator``): ``num_downs`` stride-2 levels with skip connections.
 
     ``num_downs=8`` takes 256x256 to a 1x1 bottleneck (official ``unet_256``),
@@ -280,7 +285,7 @@ class _DecoderBlock(nn.Sequential):
         super().__init__(*layers)
 
 
-class TimmUnetGenerator(_GeneratorBase):
+class TimmUnetGenerator(GeneratorBase):
     """U-Net decoder over any timm encoder (``features_only=True``), output at input resolution with tanh.
 
     The encoder is ``timm.create_model(encoder, features_only=True,
@@ -329,7 +334,7 @@ class TimmUnetGenerator(_GeneratorBase):
         self.out_channels = out_channels
         self.encoder_name = encoder
         if not timm.is_model(encoder):
-            from imtrans.registry import did_you_mean
+            from imtrans.suggest import did_you_mean
 
             raise ImtransError(
                 f"timm_unet encoder '{encoder}' is not a timm model{did_you_mean(encoder, timm.list_models())}; "

@@ -41,10 +41,9 @@ is a dict of tensors and never needs arbitrary unpickling.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import torch
 from torch import nn
@@ -161,20 +160,25 @@ def load_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImtransError(f"official weights file '{path}' does not exist; give the path of a .pth such as latest_net_G_A.pth")
+    fix = "pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every failure is "this is not a loadable weights file"
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = msg.split(". ")[0]  # torch appends paragraphs of advice; the first sentence is the finding
+    except Exception as e:  # noqa: BLE001 - every failure means "not a readable .pth"
+        # torch's own text for a refused pickle suggests retrying with weights_only=False, i.e.
+        # running the file's code: never pass it on.  (Matched by name: this module imports no pickle.)
+        if type(e).__name__ == "UnpicklingError":
+            raise ImtransError(
+                f"could not read '{path}': it is not a state dict (it holds Python objects other than tensors "
+                f"and numbers, which are refused without running them); {fix}"
+            ) from None
         raise ImtransError(
-            f"could not read '{path}' as a PyTorch state_dict ({msg}); "
-            f"pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
+            f"could not read '{path}': it is not a state dict (not a PyTorch .pth file, or truncated or corrupt); {fix}"
         ) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ImtransError(
-            f"'{path}' does not hold a state_dict (a dict of tensors); pass a weights file saved by the official code"
+            f"'{path}' does not hold a state_dict (a dict of tensors); {fix}"
         )
     return dict(obj)
 
@@ -239,6 +243,48 @@ def convert_official(
     return module, sd
 
 
+def _converted(
+    pth: str | os.PathLike, part: str, params: dict[str, Any] | None, role: Optional[str], name: Optional[str]
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """``(net name, state_dict in our layout, checkpoint metadata)`` for one official network."""
+    if part not in OFFICIAL_LAYOUTS:
+        raise ImtransError(f"--part '{part}' has no official layout; choose one of {', '.join(sorted(OFFICIAL_LAYOUTS))}")
+    kind = OFFICIAL_LAYOUTS[part][0]
+    if role is not None and role != kind:
+        raise ImtransError(f"--role {role} does not match part '{part}', which is a {kind}")
+    params = dict(params or {})
+    net, sd = convert_official(pth, part, params)
+    name = name or ("G" if kind == "generator" else "D")
+    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
+    meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
+    if kind == "generator":
+        meta["translators"] = {"a2b": name}
+    return name, sd, meta
+
+
+def import_official_weights(
+    pth: str | os.PathLike,
+    part: str,
+    params: dict[str, Any] | None,
+    out: str | os.PathLike,
+    role: Optional[Literal["generator", "discriminator"]] = None,
+    name: Optional[str] = None,
+) -> Path:
+    """Convert one official network and save it as an imtrans weights file (what ``imtrans import-weights`` runs).
+
+    The file is written by :func:`imtrans.engine.checkpoint.save_weights`, the
+    checkpoint's own writer: keys ``"<name>.<param>"`` (``name`` defaults to
+    ``G`` for a generator, ``D`` for a discriminator) and ``imtrans`` metadata
+    with ``nets``; a generator also gets ``translators = {"a2b": name}``, so
+    ``imtrans translate FILE`` and :func:`imtrans.load_translator` work on it directly.
+    ``role``, when given, must match the part's kind.
+    """
+    from imtrans.engine.checkpoint import save_weights
+
+    name, sd, meta = _converted(pth, part, params, role, name)
+    return save_weights(out, {name: sd}, meta)
+
+
 def imported_weights(
     pth: str | os.PathLike,
     part: str,
@@ -247,44 +293,15 @@ def imported_weights(
     name: Optional[str] = None,
     extra_meta: Optional[dict[str, Any]] = None,
 ) -> bytes:
-    """Convert one official network into the bytes of an imtrans weights file.
+    """The bytes of the file :func:`import_official_weights` writes; ``extra_meta`` adds metadata keys (the zoo's record).
 
-    The file has the checkpoint weights layout (keys ``"<name>.<param>"`` and
-    ``imtrans`` metadata with ``nets``; generators also get
-    ``translators = {"a2b": name}``), so ``imtrans translate FILE`` works
-    directly.  ``extra_meta`` adds keys to the metadata (the model zoo records
-    its entry there).
+    Encoded by :func:`imtrans.engine.checkpoint.weights_bytes`, the same format code as every weights file.
     """
-    from safetensors.torch import save as st_save
+    from imtrans.engine.checkpoint import weights_bytes
 
-    from imtrans.engine.checkpoint import FORMAT
-
-    if part not in OFFICIAL_LAYOUTS:
-        raise ImtransError(f"--part '{part}' has no official layout; choose one of {', '.join(sorted(OFFICIAL_LAYOUTS))}")
-    kind = OFFICIAL_LAYOUTS[part][0]
-    if role is not None and role != kind:
-        raise ImtransError(f"--role {role} does not match part '{part}', which is a {kind}")
-    net, sd = convert_official(pth, part, params)
-    name = name or ("G" if kind == "generator" else "D")
-    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
-    meta: dict[str, Any] = {"format": FORMAT, "nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
-    if kind == "generator":
-        meta["translators"] = {"a2b": name}
-    meta.update(extra_meta or {})
-    tensors = {f"{name}.{k}": v.detach().cpu().contiguous().clone() for k, v in sd.items()}
-    return st_save(tensors, metadata={"imtrans": json.dumps(meta)})
+    name, sd, meta = _converted(pth, part, params, role, name)
+    return weights_bytes({name: sd}, {**meta, **(extra_meta or {})})
 
 
-def import_weights_file(
-    pth: str | os.PathLike, part: str, params: dict, out: str | os.PathLike,
-    role: Optional[str] = None, name: Optional[str] = None,
-) -> Path:
-    """Convert one official network and save it as an imtrans weights file at ``out`` (atomically).
-
-    What ``imtrans import-weights`` runs; see :func:`imported_weights` for the layout.
-    """
-    from imtrans.engine.checkpoint import atomic_write_bytes
-
-    out = Path(out)
-    atomic_write_bytes(out, imported_weights(pth, part, params, role=role, name=name))
-    return out
+# The name this function had in the CLI module; kept for callers of that API.
+import_weights_file = import_official_weights

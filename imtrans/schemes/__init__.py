@@ -2,7 +2,8 @@
 
 from imtrans.schemes.base import Scheme
 from imtrans.schemes.cyclegan import CycleGAN
+from imtrans.schemes.pix2pix import Pix2Pix
 
-SCHEMES = {"cyclegan": CycleGAN}
+SCHEMES = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
 
-__all__ = ["Scheme", "CycleGAN", "SCHEMES"]
+__all__ = ["Scheme", "CycleGAN", "Pix2Pix", "SCHEMES"]

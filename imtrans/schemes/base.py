@@ -24,6 +24,7 @@ from torch import nn
 
 from imtrans import registry
 from imtrans.errors import ImtransError
+from imtrans.schemes.terms import ExtraTerm
 
 
 class Precision:
@@ -180,22 +181,6 @@ def build_network(kind: str, spec) -> nn.Module:
     return registry.build_spec(kind, spec.as_dict())
 
 
-def extra_term(term: nn.Module):
-    """Adapt a loss to the extra-term call ``f(src, out, generator)``.
-
-    Translation losses (e.g. PatchNCE) already take ``(src, out, generator)``;
-    pixel losses ``(pred, target)`` are applied as ``loss(out, src)``: they keep
-    the translation close to its input.
-    """
-    import inspect
-
-    params = [p for p in inspect.signature(term.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(params) >= 3:
-        return term
-    return lambda src, out, generator: term(out, src)
-
-
 class Scheme(nn.Module):
     """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``)."""
 
@@ -229,6 +214,40 @@ class Scheme(nn.Module):
 
     def networks(self) -> dict[str, nn.Module]:
         return dict(self.nets.items())
+
+    # -- losses ----------------------------------------------------------------
+    def build_loss(
+        self, role: str, default_name: str | None = None, default_weight: float | None = None
+    ) -> tuple[nn.Module, float]:
+        """The loss of ``[losses.<role>]`` (else ``default_name``, default ``role``, with its defaults) and its weight.
+
+        The weight is the recipe's ``weight``, else ``default_weight``, else the loss's own ``default_weight``.
+        """
+        from imtrans.recipe import LossSpec
+
+        spec = self.recipe.losses.get(role) or LossSpec(name=default_name or role)
+        mod = registry.build_spec("loss", {k: v for k, v in spec.as_dict().items() if k != "weight"})
+        if spec.weight is not None:
+            weight = spec.weight
+        elif default_weight is not None:
+            weight = default_weight
+        else:
+            weight = float(getattr(mod, "default_weight", 1.0))
+        return mod, float(weight)
+
+    def build_extra_terms(self, roles: tuple[str, ...]) -> None:
+        """Every ``[losses]`` key without a role in this scheme becomes an extra generator term.
+
+        Fills ``self.extra`` (the loss modules, so their parameters are trained and
+        checkpointed) and ``self.extra_terms`` (each with its weight and declared call).
+        """
+        self.extra = nn.ModuleDict()
+        self.extra_terms: dict[str, ExtraTerm] = {}
+        for key in self.recipe.losses:
+            if key not in roles:
+                mod, weight = self.build_loss(key)
+                self.extra[key] = mod
+                self.extra_terms[key] = ExtraTerm(key, mod, weight)
 
     def distribute(self, wrap, rank: int) -> None:
         """Wrap each network for data parallelism (``wrap(net) -> module``); weights stay in ``nets``."""

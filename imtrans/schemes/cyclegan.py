@@ -17,9 +17,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from imtrans import registry
 from imtrans.errors import ImtransError
-from imtrans.schemes.base import Scheme, build_network, extra_term, set_requires_grad
+from imtrans.schemes.base import Scheme, build_network, set_requires_grad
 
 #: loss terms whose role the scheme knows; any other key in [losses] is an extra generator term.
 ROLES = ("gan", "cycle", "identity")
@@ -63,6 +62,26 @@ class ImagePool:
         self.gen.set_state(state["rng"])
 
 
+def check_channels(G: nn.Module, F: nn.Module, f_key: str, identity_weight: float) -> None:
+    """Refuse, when the scheme is built, generators whose channel counts cannot run a CycleGAN step.
+
+    F must undo G (B's channels back to A's); the identity loss feeds B images to G and A images
+    to F, so it needs equal channel counts (the official code asserts input_nc == output_nc).
+    """
+    g_in, g_out = getattr(G, "in_channels", None), getattr(G, "out_channels", None)
+    f_in, f_out = getattr(F, "in_channels", None), getattr(F, "out_channels", None)
+    if None in (g_in, g_out, f_in, f_out):
+        return  # a plugin generator that does not declare its channels meets its first batch instead
+    if (f_in, f_out) != (g_out, g_in):
+        raise ImtransError(
+            f"{f_key} maps {f_in} to {f_out} channels but F must map B's {g_out} channels back to A's {g_in}; "
+            f"add [model.generator_b] with in_channels = {g_out} and out_channels = {g_in}")
+    if identity_weight > 0 and g_in != g_out:
+        raise ImtransError(
+            f"the identity loss feeds B images to model.generator, which maps {g_in} to {g_out} channels; "
+            "set losses.identity.weight = 0 or give both domains the same number of channels")
+
+
 class CycleGAN(Scheme):
     """CycleGAN: two generators, two discriminators, adversarial + cycle + identity losses."""
 
@@ -86,29 +105,15 @@ class CycleGAN(Scheme):
         self.nets["D_A"] = build_network("discriminator", m.discriminator_b or m.discriminator)
         self.nets["D_B"] = build_network("discriminator", m.discriminator)
 
-        from imtrans.recipe import LossSpec
-
-        def loss(role: str) -> tuple[nn.Module, float]:
-            spec = recipe.losses.get(role) or LossSpec(name=role)
-            mod = registry.build_spec("loss", {k: v for k, v in spec.as_dict().items() if k != "weight"})
-            w = spec.weight if spec.weight is not None else float(getattr(mod, "default_weight", 1.0))
-            return mod, w
-
-        self.gan, self.w_gan = loss("gan")
-        self.cycle, w_cycle = loss("cycle")
-        self.idt, self.lambda_idt = loss("identity")
+        self.gan, self.w_gan = self.build_loss("gan")
+        self.cycle, w_cycle = self.build_loss("cycle")
+        self.idt, self.lambda_idt = self.build_loss("identity")
+        check_channels(self.nets["G"], self.nets["F"], "model.generator_b" if m.generator_b else "model.generator",
+                       self.lambda_idt)
         # lambda_A/B default to the cycle weight (official: --lambda_A 10 --lambda_B 10)
         self.lambda_A = w_cycle if lambda_A is None else lambda_A
         self.lambda_B = w_cycle if lambda_B is None else lambda_B
-        self.extra = nn.ModuleDict()
-        self.extra_w: dict[str, float] = {}
-        self._extra_fns: dict[str, Any] = {}  # each term adapted to f(src, out, generator), once
-        for key in recipe.losses:
-            if key not in ROLES:
-                mod, w = loss(key)
-                self.extra[key] = mod
-                self.extra_w[key] = w
-                self._extra_fns[key] = extra_term(mod)
+        self.build_extra_terms(ROLES)
         seed = recipe.train.seed
         self.pool_a = ImagePool(pool_size, seed + 101)  # fakes of domain A, for D_A
         self.pool_b = ImagePool(pool_size, seed + 202)  # fakes of domain B, for D_B
@@ -128,9 +133,9 @@ class CycleGAN(Scheme):
             with torch.no_grad(), self.precision.autocast():
                 a, b = batch["a"], batch["b"]
                 G, F = self.nets["G"], self.nets["F"]
-                for f in self._extra_fns.values():
-                    f(a, G(a), G)
-                    f(b, F(b), F)
+                for term in self.extra_terms.values():
+                    term(a, G(a), G)
+                    term(b, F(b), F)
         g_params = list(self.parameters_of("G", "F")) + list(self.extra.parameters())
         self.make_gan_optimizers(g_params, self.parameters_of("D_A", "D_B"))
 
@@ -161,9 +166,9 @@ class CycleGAN(Scheme):
                 # identity: G should leave B images alone and F should leave A images alone
                 L["idt_b"] = self.lambda_idt * self.lambda_B * self.idt(G(real_b), real_b)
                 L["idt_a"] = self.lambda_idt * self.lambda_A * self.idt(F(real_a), real_a)
-            for key, f in self._extra_fns.items():
+            for key, term in self.extra_terms.items():
                 # raw generators: feature losses call generator.encode(), which DDP does not expose
-                L[key] = self.extra_w[key] * (f(real_a, fake_b, self.nets["G"]) + f(real_b, fake_a, self.nets["F"]))
+                L[key] = term.weight * (term(real_a, fake_b, self.nets["G"]) + term(real_b, fake_a, self.nets["F"]))
             loss_g = sum(L.values())
         amp.backward(loss_g)
         self.sync_grads(self.extra.parameters())

@@ -2,9 +2,10 @@
 
 * :func:`load_translator` / :class:`Translator`: images and folders (``imtrans translate``);
 * :mod:`imtrans.translate.tiling`: padding and seam-free tiled inference;
-* :mod:`imtrans.translate.export`: TorchScript / ONNX export (``imtrans export``).
+* :mod:`imtrans.translate.export`: ONNX / torch.export (.pt2) export (``imtrans export``).
 """
 
-from imtrans.translate.translator import TranslateReport, Translator, load_translator
+from imtrans.translate.batch import TranslateReport
+from imtrans.translate.translator import Translator, load_translator
 
 __all__ = ["Translator", "TranslateReport", "load_translator"]

@@ -163,15 +163,21 @@ class OrtBackend:
             def get_next(self):
                 return next(self.it, None)
 
+        import onnx
+
         with tempfile.TemporaryDirectory() as d:
+            # A self-contained copy first: the exporter may keep weights as external data named after
+            # its temporary file, which the quantiser's checker then cannot find.
+            single = Path(d) / "fp32.onnx"
+            onnx.save(onnx.load(str(self.fp32_path)), str(single))
             pre = Path(d) / "pre.onnx"
-            quant_pre_process(str(self.fp32_path), str(pre), skip_symbolic_shape=True)
+            quant_pre_process(str(single), str(pre), skip_symbolic_shape=True)
             out = Path(d) / "int8.onnx"
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=["Conv", "ConvTranspose"])
             data = out.read_bytes()
-        from imtrans.engine.checkpoint import atomic_write_bytes
+        from imtrans.atomic import atomic_write_bytes
 
         # Calibration depends on the images, so the int8 graph is per run, not a shared cache entry.
         path = self.cache / f"{self.key}-{_POLICY}-int8-{os.getpid()}.onnx"

@@ -1,123 +1,131 @@
-"""Exporting a generator to TorchScript or ONNX with dynamic height and width.
+"""Exporting a generator to ONNX or a ``torch.export`` program with dynamic batch, height and width.
 
-The exported graph takes ``[B, C, H, W]`` float32 in [-1, 1] and returns the
-generator output; H and W must be multiples of the generator's
-``size_multiple`` (pad first, as :func:`imtrans.translate.tiling.pad_to_multiple`
-does).  Both formats are checked numerically against eager PyTorch at a size
-different from the tracing size, which also proves the axes are dynamic.
+Both formats start from one :func:`torch.export.export` of the generator,
+with the height and width declared as multiples of its ``size_multiple``
+(``H = size_multiple * h``), so the exported graph accepts every size the
+eager generator accepts and no Python size check is frozen into it:
+
+* ``onnx``: the dynamo-based ONNX exporter (``torch.onnx.export(..., dynamo=True)``,
+  which needs onnxscript), checked with onnxruntime;
+* ``pt2``: the :class:`torch.export.ExportedProgram` saved with
+  :func:`torch.export.save` (load with ``torch.export.load(path).module()``).
+
+TorchScript (``torch.jit.trace``) is not offered: PyTorch deprecates it and
+warns on every trace, freeze and load.  Each export is checked numerically
+against eager PyTorch at a batch and size different from the example's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
+from imtrans.atomic import atomic_path
 from imtrans.errors import ImtransError
 
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "pt2")
+ExportFormat = Literal["onnx", "pt2"]
 _INSTALL = "pip install 'imtrans[export]'"
 
 
 @dataclass
 class ExportResult:
+    """Where the export went and how far it is from eager PyTorch at ``check_size`` (max absolute difference)."""
+
     path: Path
     format: str
     max_abs_diff: float
     check_size: tuple[int, int]
 
 
-class _Export(nn.Module):
-    """Wraps the generator so the exported graph is only its math (no Python size checks)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-        # The generator's forward checks H/W with Python ints, which tracing would
-        # freeze into the graph; call the inner sequential directly where there is one.
-        self.inner = getattr(net, "model", None) if type(net).__name__ == "ResnetGenerator" else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.inner is not None:
-            return self.inner(x)
-        return self.net(x)
-
-
-def _sample(net: nn.Module, h: int, w: int, seed: int) -> torch.Tensor:
+def _sample(net: nn.Module, batch: int, h: int, w: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     c = int(getattr(net, "in_channels", 3))
-    return torch.rand(1, c, h, w, generator=g) * 2 - 1
+    return torch.rand(batch, c, h, w, generator=g) * 2 - 1
 
 
-def export_model(net: nn.Module, path: str | os.PathLike, format: str, size: int = 64) -> ExportResult:
-    """Export ``net`` to ``path`` (written atomically) and check it against eager PyTorch.
-
-    ``size`` is the tracing size; the check runs at a different, non-square size.
-    Raises :class:`ImtransError` for an unknown format or when onnx/onnxruntime
-    are missing (install the ``export`` extra).
-    """
+def _check_format(format: str) -> None:
+    if format == "torchscript":
+        raise ImtransError(
+            "--format torchscript is no longer offered: PyTorch deprecates torch.jit; "
+            "use --format pt2 (torch.export) or --format onnx"
+        )
     if format not in EXPORT_FORMATS:
         raise ImtransError(f"--format '{format}' is not one of {', '.join(EXPORT_FORMATS)}")
+
+
+def _program(net: nn.Module, example: torch.Tensor, multiple: int, min_size: int) -> torch.export.ExportedProgram:
+    from torch.export import Dim
+
+    lo = max(1, -(-min_size // multiple))  # the smallest h with multiple * h >= min_size
+    # An example batch of 2: torch.export specialises dimensions of size 0 and 1.
+    shapes = ({0: Dim("batch", min=1), 2: multiple * Dim("h", min=lo), 3: multiple * Dim("w", min=lo)},)
+    try:
+        return torch.export.export(net, (example,), dynamic_shapes=shapes)
+    except Exception as e:  # noqa: BLE001 - any tracing failure means "this part cannot be exported"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        name = (getattr(net, "_imtrans_spec", None) or {}).get("name", type(net).__name__)
+        raise ImtransError(
+            f"generator '{name}' cannot be exported with dynamic height and width ({first}); "
+            "translate it in Python with `imtrans translate` instead"
+        ) from None
+
+
+def export_model(net: nn.Module, path: str | os.PathLike, format: ExportFormat, size: int = 64) -> ExportResult:
+    """Export ``net`` to ``path`` (written atomically) and check it against eager PyTorch.
+
+    ``size`` is the example's height and width (rounded to the generator's
+    ``size_multiple``); the check runs at another, non-square size and batch.
+    Raises :class:`ImtransError` for an unknown format, a generator that cannot
+    be exported, or when onnx/onnxruntime/onnxscript are missing (install the
+    ``export`` extra).
+    """
+    _check_format(format)
+    if format == "onnx":
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import onnxscript  # noqa: F401
+        except ImportError:
+            raise ImtransError(f"ONNX export needs the onnx, onnxruntime and onnxscript packages: {_INSTALL}") from None
     net = net.float().cpu().eval()
     m = int(getattr(net, "size_multiple", 1) or 1)
     lo = int(getattr(net, "min_size", 1) or 1)
-    base = max(size, lo) // m * m or m
-    trace_x = _sample(net, base, base, 0)
-    ch, cw = base + m, base + 2 * m  # check at another, non-square size
-    check_x = _sample(net, ch, cw, 1)
-    wrapper = _Export(net).eval()
-    with warnings.catch_warnings():
-        # Tracer warnings about Python-int size checks are expected; the
-        # numerical check at another size below is the real verification.
-        warnings.simplefilter("ignore")
-        return _export(net, wrapper, Path(path), format, trace_x, check_x)
-
-
-def _export(net, wrapper, path: Path, format: str, trace_x: torch.Tensor, check_x: torch.Tensor) -> ExportResult:
-    from imtrans.engine.checkpoint import atomic_write_bytes
-
-    ch, cw = check_x.shape[-2:]
+    base = max(-(-max(size, lo) // m) * m, m)
+    example = _sample(net, 2, base, base, 0)
+    check_x = _sample(net, 1, base + m, base + 2 * m, 1)
     with torch.inference_mode():
         ref = net(check_x)
-    if format == "torchscript":
-        with torch.no_grad():
-            traced = torch.jit.trace(wrapper, trace_x, check_trace=False)
-            traced = torch.jit.freeze(traced.eval())
-        with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d) / "model.pt"
-            traced.save(str(tmp))
-            data = tmp.read_bytes()
-            loaded = torch.jit.load(str(tmp))
-        with torch.inference_mode():
-            got = loaded(check_x)
+    path = Path(path)
+    with warnings.catch_warnings(), atomic_path(path) as tmp:
+        warnings.simplefilter("ignore", FutureWarning)  # deprecation notes inside torch's own exporter
+        program = _program(net, example, m, lo)
+        got = _write_onnx(program, example, check_x, tmp) if format == "onnx" else _write_pt2(program, check_x, tmp)
         diff = float((got - ref).abs().max())
-    else:
-        try:
-            import onnx  # noqa: F401
-            import onnxruntime as ort
-        except ImportError:
-            raise ImtransError(f"ONNX export needs the onnx and onnxruntime packages: {_INSTALL}") from None
-        with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d) / "model.onnx"
-            kwargs = dict(
-                input_names=["image"], output_names=["translated"], opset_version=17,
-                dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                              "translated": {0: "batch", 2: "height", 3: "width"}},
-            )
-            with torch.no_grad():
-                try:
-                    # The TorchScript-based exporter handles dynamic_axes directly and needs no onnxscript.
-                    torch.onnx.export(wrapper, (trace_x,), str(tmp), dynamo=False, **kwargs)
-                except TypeError:  # older torch without the dynamo argument
-                    torch.onnx.export(wrapper, (trace_x,), str(tmp), **kwargs)
-            data = tmp.read_bytes()
-            sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-            got = torch.from_numpy(sess.run(None, {"image": check_x.numpy()})[0])
-        diff = float((got - ref).abs().max())
-    atomic_write_bytes(path, data)
-    return ExportResult(path=path, format=format, max_abs_diff=diff, check_size=(ch, cw))
+    return ExportResult(path=path, format=format, max_abs_diff=diff, check_size=tuple(check_x.shape[-2:]))
+
+
+def _write_onnx(program, example: torch.Tensor, check_x: torch.Tensor, tmp: Path) -> torch.Tensor:
+    import onnxruntime as ort
+
+    # The exporter reports each of its phases on stdout; the CLI prints its own one-line result.
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(program, (example,), str(tmp), dynamo=True, input_names=["image"],
+                          output_names=["translated"], verbose=False)
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(sess.run(None, {"image": check_x.numpy()})[0])
+
+
+def _write_pt2(program, check_x: torch.Tensor, tmp: Path) -> torch.Tensor:
+    torch.export.save(program, str(tmp))
+    loaded = torch.export.load(str(tmp)).module()  # our own file, just written: proves it reloads
+    with torch.inference_mode():
+        return loaded(check_x)

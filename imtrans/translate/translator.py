@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Literal, Optional
 
 import numpy as np
 import torch
@@ -19,7 +15,9 @@ from torch import nn
 
 from imtrans.data.imageio import DEFAULT_MAX_PIXELS, pil_to_uint8_tensor, to_rgb
 from imtrans.errors import ImtransError
+from imtrans.translate import batch
 from imtrans.translate import io as tio
+from imtrans.translate.batch import TranslateReport
 from imtrans.translate.tiling import (
     collect_norm_stats,
     fixed_norm_stats,
@@ -32,48 +30,6 @@ from imtrans.translate.tiling import (
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class TranslateReport:
-    """What :meth:`Translator.translate_folder` did.
-
-    ``ok``: ``(input, output)`` pairs written; ``failed``: ``(input, reason)``
-    pairs (unreadable inputs, failed writes); ``skipped``: inputs whose output
-    already existed (``skip_existing``).
-    """
-
-    ok: list[tuple[Path, Path]] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def images_per_second(self) -> float:
-        return len(self.ok) / self.seconds if self.seconds > 0 else 0.0
-
-
-def _pick_generator(model: str | os.PathLike, direction: str) -> nn.Module:
-    from imtrans.engine.checkpoint import build_net_from_meta, read_meta
-
-    meta = read_meta(model)
-    translators = meta.get("translators") or {}
-    nets = meta.get("nets") or {}
-    if translators:
-        if direction not in translators:
-            raise ImtransError(
-                f"{model} has no direction '{direction}'; it has {', '.join(sorted(translators))}: pass --direction accordingly"
-            )
-        name = translators[direction]
-    else:
-        gens = [n for n, info in nets.items() if info.get("kind") == "generator"]
-        if len(gens) != 1:
-            raise ImtransError(
-                f"{model} holds no translating generator (networks: {', '.join(nets) or 'none'}); "
-                "a discriminator-only file cannot translate images"
-            )
-        name = gens[0]
-    return build_net_from_meta(model, name)
 
 
 class Translator:
@@ -148,9 +104,10 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, model: str | os.PathLike, direction: str = "a2b", **kwargs) -> "Translator":
         """Build from a run directory, checkpoint directory, ``.safetensors`` file or model-zoo name (architecture from its metadata)."""
+        from imtrans.engine.checkpoint import load_generator
         from imtrans.zoo import resolve_model
 
-        return cls(_pick_generator(resolve_model(model, direction=direction), direction), **kwargs)
+        return cls(load_generator(resolve_model(model, direction=direction), direction), **kwargs)
 
     # ------------------------------------------------------------------ core
 
@@ -191,14 +148,17 @@ class Translator:
 
     def _prepare(self, img: Image.Image) -> torch.Tensor:
         """PIL (any mode) -> uint8 ``[C,H,W]`` with C = the generator's input channels, resized if ``size``."""
-        if img.mode == "P":  # imageio.to_rgb mishandles opaque palette images; convert first
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         img = to_rgb(img)
         if self.size is not None:
             img = resize_short_side(img, self.size)
         if self.in_channels == 1:
             img = img.convert("L")
         return pil_to_uint8_tensor(img)
+
+    def load_file(self, path: Path) -> tuple[torch.Tensor, Optional[Image.Image]]:
+        """Decode one file for the network: ``(uint8 [C,H,W], alpha or None)``; raises :class:`ImtransError`."""
+        rgb, alpha = tio.load_image(Path(path), self.max_pixels)
+        return self._prepare(rgb), alpha
 
     def translate_batch(self, images: list[torch.Tensor]) -> list[np.ndarray]:
         """Same-size uint8 ``[C,H,W]`` images -> ``[H,W,C']`` uint8 arrays (one forward pass)."""
@@ -272,7 +232,7 @@ class Translator:
         out_dir: str | os.PathLike,
         *,
         suffix: str = "",
-        format: str = "png",
+        format: Literal["png", "jpg", "webp"] = "png",
         quality: int = 95,
         skip_existing: bool = False,
         workers: Optional[int] = None,
@@ -283,163 +243,25 @@ class Translator:
     ) -> TranslateReport:
         """Translate files/folders/globs into ``out_dir``, keeping relative folders and stems.
 
-        Decoding runs in a thread pool with bounded prefetch and encoding plus
-        the atomic write (temp file + rename) in another, so both overlap the
-        model; same-size images are batched.  Unreadable files are recorded in
-        ``report.failed`` with the reason and the rest continue.
-        ``on_progress(done, total)`` is called as files finish.
-        ``rank``/``world`` shard the inputs across processes (every ``world``-th file
-        from ``rank``), so each file is translated by exactly one process.
+        Runs the stages of :mod:`imtrans.translate.batch`: decoding in a thread
+        pool with bounded prefetch and encoding plus the atomic write (temp
+        file + rename) in another, so both overlap the model; same-size images
+        are batched.  Unreadable files (broken symbolic links included) are
+        recorded in ``report.failed`` with the reason and the rest continue.
+        Inputs of the same stem (``x.jpg``, ``x.png``) are all kept: see
+        ``report.renamed``.  ``on_progress(done, total)`` is called as files
+        finish, ``on_error(input, reason)`` as they fail.  ``rank``/``world``
+        shard the inputs across processes (every ``world``-th file from
+        ``rank``), so each file is translated by exactly one process.
         Raises :class:`ImtransError` before any work when an output path would
-        leave ``out_dir`` or the format is unknown.
+        leave ``out_dir``, the suffix or format is bad, or no input is an image.
         """
-        from imtrans.engine.checkpoint import atomic_write_bytes
-
         inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
         self.calibrate_on_files(inputs)
-        if format not in tio.FORMATS:
-            raise ImtransError(f"--format '{format}' is not one of {', '.join(tio.FORMATS)}")
-        if not 1 <= quality <= 100:
-            raise ImtransError(f"--quality {quality} must be between 1 and 100")
-        if isinstance(inputs, (str, os.PathLike)):
-            inputs = [inputs]
-        out_root = Path(out_dir)
-        pairs = tio.gather_inputs(list(inputs))
-        jobs = [(src, tio.output_path(out_root, rel, suffix, format)) for src, rel in pairs]
-        dsts = collections.Counter(d for _, d in jobs)
-        clash = [d for d, n in dsts.items() if n > 1]
-        if clash:
-            names = [str(s) for s, d in jobs if d == clash[0]]
-            raise ImtransError(
-                f"inputs {', '.join(names)} would all be written to '{clash[0]}'; give their folder instead, "
-                "or translate them separately"
-            )
-        from imtrans.engine.distributed import shard
-
-        jobs = shard(jobs, rank, world)
-        report = TranslateReport()
-        t0 = time.perf_counter()
-        todo = []
-        for src, dst in jobs:
-            if skip_existing and dst.exists():
-                report.skipped.append(src)
-            else:
-                todo.append((src, dst))
-        total, done = len(jobs), len(report.skipped)
-        if on_progress:
-            on_progress(done, total)
-
-        def fail(src: Path, reason: str) -> None:
-            report.failed.append((src, reason))
-            if on_error:
-                on_error(src, reason)
-
-        def decode(src: Path):
-            rgb, alpha = tio.load_image(src, self.max_pixels)
-            return self._prepare(rgb), alpha
-
-        def encode(arr: np.ndarray, alpha, dst: Path) -> None:
-            atomic_write_bytes(dst, tio.encode_image(arr, alpha, format, quality))
-
-        n_workers = workers or min(4, (os.cpu_count() or 2))
-        prefetch = max(2 * self.batch_size, n_workers * 2)
-        dec_pool = ThreadPoolExecutor(n_workers, thread_name_prefix="imtrans-decode")
-        enc_pool = ThreadPoolExecutor(max(1, n_workers // 2), thread_name_prefix="imtrans-encode")
-        pending_dec: collections.deque = collections.deque()
-        pending_enc: collections.deque = collections.deque()
-        buckets: dict[tuple[int, int], list] = {}
-
-        def drain_encodes(limit: int) -> None:
-            nonlocal done
-            while len(pending_enc) > limit:
-                src, dst, fut = pending_enc.popleft()
-                try:
-                    fut.result()
-                    report.ok.append((src, dst))
-                except Exception as e:  # noqa: BLE001 - a failed write is one file's failure
-                    fail(src, f"could not write '{dst}' ({type(e).__name__}: {e})")
-                done += 1
-                if on_progress:
-                    on_progress(done, total)
-
-        def submit_encodes(items: list, arrays: list[np.ndarray]) -> None:
-            for (src, dst, _x, alpha), arr in zip(items, arrays):
-                pending_enc.append((src, dst, enc_pool.submit(encode, arr, alpha, dst)))
-            drain_encodes(prefetch)  # bounded: at most `prefetch` encoded images in memory
-
-        def run_items(items: list) -> None:
-            nonlocal done
-            try:
-                if len(items) == 1 and self.needs_tiles(*items[0][2].shape[-2:]):
-                    arrays = [self.translate_tiled(items[0][2])]
-                else:
-                    arrays = self.translate_batch([it[2] for it in items])
-            except (RuntimeError, ImtransError) as e:
-                for src, _dst, _x, _a in items:
-                    fail(src, f"translation failed ({e})")
-                    done += 1
-                if on_progress:
-                    on_progress(done, total)
-                return
-            submit_encodes(items, arrays)
-
-        def flush(key) -> None:
-            items = buckets.pop(key)
-            if items:
-                run_items(items)
-
-        try:
-            it = iter(todo)
-            while True:
-                while len(pending_dec) < prefetch:
-                    nxt = next(it, None)
-                    if nxt is None:
-                        break
-                    pending_dec.append((nxt[0], nxt[1], dec_pool.submit(decode, nxt[0])))
-                if not pending_dec:
-                    break
-                src, dst, fut = pending_dec.popleft()
-                try:
-                    x, alpha = fut.result()
-                except ImtransError as e:
-                    fail(src, _reason(e, src))
-                    done += 1
-                    if on_progress:
-                        on_progress(done, total)
-                    continue
-                except Exception as e:  # noqa: BLE001 - any decode crash is one file's failure
-                    fail(src, f"{type(e).__name__}: {e}")
-                    done += 1
-                    if on_progress:
-                        on_progress(done, total)
-                    continue
-                h, w = x.shape[-2:]
-                if self.needs_tiles(h, w):
-                    run_items([(src, dst, x, alpha)])
-                    continue
-                buckets.setdefault((h, w), []).append((src, dst, x, alpha))
-                if len(buckets[(h, w)]) >= self.batch_size:
-                    flush((h, w))
-                # Bound memory when sizes rarely repeat: run the oldest partial batch.
-                while sum(len(b) for b in buckets.values()) > 2 * self.batch_size:
-                    flush(next(iter(buckets)))
-            for key in list(buckets):
-                flush(key)
-            drain_encodes(0)
-        finally:
-            for _s, _d, f in pending_dec:
-                f.cancel()
-            dec_pool.shutdown(wait=True, cancel_futures=True)
-            enc_pool.shutdown(wait=True)
-        report.seconds = time.perf_counter() - t0
-        return report
-
-
-def _reason(e: Exception, src: Path) -> str:
-    # open_rgb's messages read "cannot read image '<path>': <reason>"; the report names the file already.
-    msg = str(e)
-    prefix = f"cannot read image '{src}': "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
+        return batch.translate_folder(
+            self, inputs, out_dir, suffix=suffix, format=format, quality=quality, skip_existing=skip_existing,
+            workers=workers, on_progress=on_progress, on_error=on_error, rank=rank, world=world,
+        )
 
 
 def resize_short_side(img: Image.Image, size: int) -> Image.Image:
@@ -463,4 +285,7 @@ def load_translator(
     map (CycleGAN: ``a2b`` = G, ``b2a`` = F).  Other keyword arguments go to
     :class:`Translator` (``tile``, ``overlap``, ``size``, ``batch_size``).
     """
+    from imtrans.plugins import load_plugins
+
+    load_plugins()  # an entry point: the checkpoint's parts may come from plugins
     return Translator.from_checkpoint(model, direction, device=device, precision=precision, **kwargs)

@@ -38,8 +38,10 @@ _verified: set[tuple[str, int, int]] = set()
 
 
 def registry():
+    from imtrans.plugins import load_plugins
     from imtrans.registry import get_registry
 
+    load_plugins()  # the zoo is an entry point too: its catalogue comes from plugins (idempotent)
     return get_registry("pretrained")
 
 
@@ -50,7 +52,7 @@ def names() -> list[str]:
 
 def get(name: str) -> Pretrained:
     """The catalogue entry ``name``; an unknown name suggests the closest ones."""
-    from imtrans.registry import suggest
+    from imtrans.suggest import suggest
 
     reg = registry()
     if name not in reg:
@@ -119,7 +121,7 @@ def _verify_cached(name: str, weights: Path) -> None:
 
 
 def _write_record(name: str, rec: dict[str, Any]) -> None:
-    from imtrans.engine.checkpoint import atomic_write_text
+    from imtrans.atomic import atomic_write_text
 
     atomic_write_text(model_dir(name) / RECORD, json.dumps(rec, indent=2, sort_keys=True) + "\n")
 
@@ -180,7 +182,7 @@ def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
         except RefusedFileError:
             pth.unlink(missing_ok=True)
             raise
-        from imtrans.engine.checkpoint import atomic_write_bytes
+        from imtrans.atomic import atomic_write_bytes
 
         # The record goes first: weights on disk always have the checksum they must match.
         _write_record(name, {"name": name, "url": url, "source_sha256": digest,
@@ -217,7 +219,7 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
             )
         return ensure(text, progress=progress)
     if _PLAIN.fullmatch(text) and not Path(text).suffix:
-        from imtrans.registry import suggest
+        from imtrans.suggest import suggest
 
         close = suggest(text, names())
         hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""

@@ -49,6 +49,7 @@ class NanLoss(torch.nn.Module):
     """
 
     default_weight = 1.0
+    term_kind = "translation"
 
     def __init__(self, steps: str = "3", value: str = "nan"):
         super().__init__()
@@ -67,5 +68,5 @@ class NanLoss(torch.nn.Module):
 
 @hookimpl
 def register_losses(register):
-    """This module is itself a plugin: ``plugins.register_plugin("faults", helpers)``."""
+    """This module is itself a plugin: ``plugins.load_plugins(objects={"faults": helpers})``."""
     register("nan_at_step", NanLoss)

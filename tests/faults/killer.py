@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 import helpers
-from imtrans import registry
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import Trainer
+from imtrans.plugins import load_plugins
 from imtrans.recipe import recipe_from_dict
 
 # load the plugin registries in the fork server, once
-registry.names("generator")
+load_plugins()
 
 PHASES = (
     "torn_weights",         # weights.safetensors half written in the temp dir

@@ -17,7 +17,7 @@ from imtrans.recipe import recipe_from_dict
 
 @pytest.fixture
 def nan_plugin(fresh_plugins):
-    fresh_plugins.register_plugin("faults", helpers)
+    fresh_plugins.load_plugins(objects={"faults": helpers}, reload=True)
     yield fresh_plugins
 
 

@@ -63,6 +63,8 @@ class PatchNCELoss(nn.Module):
     """
 
     default_weight: float = 1.0
+    #: as an extra generator term it is called loss(src, out, generator) (imtrans.schemes.terms)
+    term_kind = "translation"
 
     def __init__(
         self,

@@ -73,28 +73,14 @@ class CUT(Scheme):
         self.nets["G"] = registry.build_spec("generator", m.generator.as_dict())
         self.nets["D"] = registry.build_spec("discriminator", m.discriminator.as_dict())
 
-        from imtrans.recipe import LossSpec
-
-        def loss(role: str, default_name: str) -> tuple[nn.Module, Optional[float]]:
-            spec = recipe.losses.get(role) or LossSpec(name=default_name)
-            mod = registry.build_spec("loss", {k: v for k, v in spec.as_dict().items() if k != "weight"})
-            return mod, spec.weight
-
-        self.gan, w_gan = loss("gan", "gan")
-        self.nce, w_nce = loss("nce", "patchnce")
-        self.lambda_GAN = float(lambda_GAN if lambda_GAN is not None else (w_gan if w_gan is not None else 1.0))
-        self.lambda_NCE = float(
-            lambda_NCE if lambda_NCE is not None else (w_nce if w_nce is not None else defaults["lambda_NCE"])
-        )
+        self.gan, self.lambda_GAN = self.build_loss("gan", default_weight=1.0)
+        self.nce, self.lambda_NCE = self.build_loss("nce", "patchnce", default_weight=defaults["lambda_NCE"])
+        # explicit scheme parameters win over the [losses] weights
+        self.lambda_GAN = float(lambda_GAN if lambda_GAN is not None else self.lambda_GAN)
+        self.lambda_NCE = float(lambda_NCE if lambda_NCE is not None else self.lambda_NCE)
         self.nce_idt = bool(defaults["nce_idt"] if nce_idt is None else nce_idt)
         self.flip_equivariance = bool(defaults["flip_equivariance"] if flip_equivariance is None else flip_equivariance)
-        self.extra = nn.ModuleDict()
-        self.extra_w: dict[str, float] = {}
-        for key, spec in recipe.losses.items():
-            if key not in ROLES:
-                mod, w = loss(key, spec.name)
-                self.extra[key] = mod
-                self.extra_w[key] = float(w if w is not None else getattr(mod, "default_weight", 1.0))
+        self.build_extra_terms(ROLES)
         # Its own RNG for the flip decisions, so a resumed run flips as an uninterrupted one.
         self.flip_gen = torch.Generator().manual_seed(recipe.train.seed + 303)
 
@@ -113,7 +99,7 @@ class CUT(Scheme):
             G = self.nets["G"]
             out = G(a)
             self.nce(a, out, G)
-            for term in self.extra.values():
+            for term in self.extra_terms.values():
                 term(a, out, G)
         # Official CUT keeps a separate Adam for the heads (netF) with G's settings; Adam is
         # per-parameter, so one optimiser over both is the same update with one step call.
@@ -168,8 +154,8 @@ class CUT(Scheme):
             else:
                 nce_both = L["NCE"]
             loss_g = L["G_GAN"] + nce_both
-            for key, term in self.extra.items():
-                L[key] = self.extra_w[key] * term(real_a, fake_b, G)
+            for key, term in self.extra_terms.items():
+                L[key] = term.weight * term(real_a, fake_b, G)
                 loss_g = loss_g + L[key]
         amp.backward(loss_g)
         amp.step(opt_g)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import colorsys
 import random
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from imtrans.errors import ImtransError
 
@@ -86,8 +87,9 @@ class TexturesDomain:
         split: str,
         # not called `kind`: registry.build(kind, name, ...) takes that keyword itself
         pattern: Literal["checker", "waves", "noise", "mixed"] = "mixed",
-        count: int = 256,
-        size: int = 64,
+        # Annotated constraints are checked by the registry, so `imtrans check` refuses count = 0
+        count: Annotated[int, Field(ge=1)] = 256,
+        size: Annotated[int, Field(ge=4)] = 64,
         seed: int = 0,
     ) -> None:
         if split not in _STREAMS:

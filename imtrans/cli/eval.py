@@ -1,0 +1,81 @@
+"""`imtrans eval`: FID and KID of a run's translations (or of a folder) against real images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from imtrans.cli import app
+from imtrans.cli._console import console, err_console
+
+
+@app.command("eval")
+def eval_(
+    run: Optional[str] = typer.Argument(None, help="Run directory, checkpoint directory or .safetensors file."),
+    direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a: which generator, which split."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Unpaired layout ROOT with testA/testB (default: the run's recipe)."),
+    real: Optional[Path] = typer.Option(None, "--real", help="Folder of real target-domain images (instead of the split)."),
+    fake: Optional[Path] = typer.Option(None, "--fake", help="Folder of already translated images (nothing is translated)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Also write the translated images here (PNG)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    extractor: str = typer.Option("inception_v3_fid", "--extractor", help="Registered feature extractor (imtrans list feature_extractor)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Extractor weights file (default: cache, then download)."),
+    resize: str = typer.Option("clean", "--resize", help="clean (clean-fid, antialiased) or legacy_pytorch (pytorch-fid)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Resize the short side of real and source images to N px first."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", "--precision", help="Translation precision: auto, fp32, bf16 or fp16."),
+    feature_precision: str = typer.Option("fp32", "--feature-precision", help="fp32 (standard) or bf16 (check it against fp32 before trusting its numbers; see docs/eval.md)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per feature-extractor forward pass."),
+    kid_subsets: int = typer.Option(100, "--kid-subsets", help="KID: number of random subsets."),
+    kid_subset_size: int = typer.Option(1000, "--kid-subset-size", help="KID: images per subset (capped at the set sizes)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the real images' features instead of using the cache."),
+) -> None:
+    """FID and KID (mean ± std over subsets) of translated images against real ones."""
+    import warnings
+
+    from imtrans.eval import build_extractor, evaluate_run
+    from imtrans.eval.evaluate import check_sources
+
+    check_sources(run, real, fake, data)
+    params = {"resize": resize} if extractor == "inception_v3_fid" else {}
+    if weights is not None:
+        params["weights"] = weights
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ext = build_extractor(extractor, precision=feature_precision, **params)
+        res = evaluate_run(run, direction, data_root=data, real=real, fake=fake, save=save, extractor=ext,
+                           device=device, precision=precision, size=size, batch_size=batch_size,
+                           kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, use_cache=not no_cache)
+    res.notes = [str(w.message) for w in caught if str(w.message) not in res.notes] + res.notes
+    if as_json:
+        typer.echo(json.dumps(res.as_dict(), indent=2))
+        return
+    _print(res)
+
+
+def _print(res) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="imtrans eval" + (f" ({res.direction})" if res.direction else ""), show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("FID", f"{res.fid:.2f}")
+    table.add_row("KID", f"{res.kid_mean:.5f} ± {res.kid_std:.5f}")
+    table.add_row("KID subsets", f"{res.kid_subsets} x {res.kid_subset_size}")
+    table.add_row("real images", str(res.n_real) + (" (cached features)" if res.reference_cached else ""))
+    table.add_row("translated images", str(res.n_fake))
+    table.add_row("skipped (unreadable)", str(len(res.skipped)))
+    ex = res.extractor
+    table.add_row("extractor", f"{ex['extractor']} ({ex['resize']} resize)")
+    table.add_row("weights sha256", ex["weights_sha256"][:16] + ("..." if len(ex["weights_sha256"]) > 16 else ""))
+    table.add_row("seconds", f"{res.seconds:.1f}")
+    console.print(table)
+    console.print(f"real: {escape(res.real)}\ntranslated: {escape(res.fake)}", highlight=False, soft_wrap=True)
+    for note in res.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    for name, reason in res.skipped:
+        err_console.print(f"[red]skipped[/] {escape(name)}: {escape(reason)}", highlight=False, soft_wrap=True)

@@ -1,0 +1,104 @@
+"""Which plugin distribution made each part of a run: recorded in checkpoints, checked when they are read.
+
+A checkpoint's metadata records, for every network, the ``origin`` of its
+part (``{"plugin", "dist", "version"}``, from :func:`imtrans.plugins.part_origin`)
+and, under ``parts``, the origin of every part the recipe names.  Reading a
+checkpoint (``imtrans translate``, ``run --resume``, ``check`` of a recipe
+whose run directory holds one) then says ``pip install DIST`` when a part's
+plugin is missing, and warns when another version of it is installed.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from imtrans import registry
+from imtrans.errors import ImtransError, ImtransWarning
+from imtrans.plugins import part_origin
+
+
+class ProvenanceWarning(ImtransWarning):
+    """A checkpoint's part comes from another version of its plugin than the one installed."""
+
+
+def net_origin(net: Any) -> dict[str, str]:
+    """The origin of a part built by the registry (``{}`` for anything else)."""
+    spec, kind = getattr(net, "_imtrans_spec", None), getattr(net, "_imtrans_kind", None)
+    if not isinstance(spec, dict) or kind is None:
+        return {}
+    return part_origin(kind, spec["name"])
+
+
+def recipe_parts(recipe: Any) -> list[tuple[str, str]]:
+    """(kind, name) of every part a recipe names."""
+    m, d = recipe.model, recipe.data
+    out = [("scheme", recipe.scheme.name), ("augmentation", d.augment.name)]
+    out += [("generator", s.name) for s in (m.generator, m.generator_b) if s is not None]
+    out += [("discriminator", s.name) for s in (m.discriminator, m.discriminator_b) if s is not None]
+    out += [("domain", s.name) for s in (d.a, d.b, d.test_a, d.test_b) if s is not None]
+    out += [("loss", s.name) for s in recipe.losses.values()]
+    return list(dict.fromkeys(out))
+
+
+def recipe_origins(recipe: Any) -> dict[str, dict[str, str]]:
+    """``{"kind:name": origin}`` for every part of a recipe (what a checkpoint records under ``parts``)."""
+    return {f"{kind}:{name}": part_origin(kind, name) for kind, name in recipe_parts(recipe)}
+
+
+def check_origin(kind: str, name: str, origin: Any, where: str) -> None:
+    """Raise with the ``pip install`` that provides a missing part; warn when another version is installed."""
+    origin = origin if isinstance(origin, dict) else {}  # older checkpoints record none
+    dist, version = str(origin.get("dist") or ""), str(origin.get("version") or "")
+    if name not in registry.get_registry(kind):
+        if dist and dist != "imtrans":  # a built-in part that is missing is not a plugin problem
+            pin = f"{dist}=={version}" if version else dist
+            raise ImtransError(
+                f"{where} needs {kind} '{name}' from the plugin distribution '{dist}' {version}, which is not "
+                f"installed here (or failed to load: see `imtrans plugins`); install it with `pip install {pin}`"
+            )
+        return  # nothing recorded: the registry's own unknown-part error speaks
+    now = part_origin(kind, name)
+    if dist and now.get("dist") and (now.get("dist"), now.get("version")) != (dist, version):
+        warnings.warn(
+            f"{where} was made with {kind} '{name}' from {dist} {version}, but {now['dist']} "
+            f"{now.get('version', '')} provides it here; results may differ (`pip install {dist}=={version}` "
+            f"restores the original)",
+            ProvenanceWarning,
+            stacklevel=2,
+        )
+
+
+def check_meta(meta: dict[str, Any], where: str) -> None:
+    """Check every part a checkpoint's metadata records (its networks and its recipe's parts)."""
+    for net, info in (meta.get("nets") or {}).items():
+        if not isinstance(info, dict) or not isinstance(info.get("spec"), dict):
+            continue  # a corrupt entry: the checkpoint reader reports it
+        name, kind = info["spec"].get("name"), info.get("kind")
+        if isinstance(name, str) and kind in registry.KINDS and isinstance(info.get("origin"), dict):
+            check_origin(kind, name, info["origin"], f"{where} (network '{net}')")
+    for key, origin in (meta.get("parts") or {}).items():
+        kind, _, name = str(key).partition(":")
+        if kind in registry.KINDS and isinstance(origin, dict):
+            check_origin(kind, name, origin, where)
+
+
+def check_run(recipe_path: str | Path, overrides: list[str], run_dir: str | Path | None = None) -> None:
+    """Before a recipe is validated: if its run directory holds a checkpoint, check that checkpoint's plugins.
+
+    ``run --resume`` and ``check`` call this so that a missing plugin is named
+    with its ``pip install`` rather than as an unknown part.
+    """
+    from imtrans.engine.checkpoint import CheckpointError, read_meta, resolve_checkpoint
+    from imtrans.recipe import load_recipe
+
+    if run_dir is None:
+        r = load_recipe(recipe_path, overrides, check_parts=False)
+        run_dir = Path(r.output.root) / r.run_name()
+    try:
+        ckpt = resolve_checkpoint(run_dir)
+        meta = read_meta(ckpt)
+    except CheckpointError:
+        return  # no (readable) checkpoint: nothing recorded to check; resume reports its own errors
+    check_meta(meta, str(ckpt))

@@ -1,0 +1,176 @@
+"""The FID Inception: published weights layout, resize modes, batch independence, weights download."""
+
+import hashlib
+import http.server
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from imtrans.errors import ImtransError
+from imtrans.eval import weights as W
+from imtrans.eval.features import (
+    InceptionFeatures,
+    clean_resize,
+    extract_features,
+    inception_v3_fid,
+    legacy_pytorch_resize,
+)
+from imtrans.eval.inception import FIDInceptionV3
+
+
+def _published_layout(num_classes=1008, drop_counters=True):
+    """A state dict laid out like pt_inception-2015-12-05: pytorch-fid loads that file into exactly this
+    torchvision model (1008 classes, no auxiliary head), so torchvision is the independent oracle."""
+    tv = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=num_classes, init_weights=False)
+    sd = tv.state_dict()
+    if drop_counters:  # files saved by old PyTorch versions carry no num_batches_tracked
+        sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+    g = torch.Generator().manual_seed(0)
+    return {k: (torch.randn(v.shape, generator=g) * 0.05 if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def test_published_layout_loads_unchanged(tmp_path):
+    sd = _published_layout()
+    assert tuple(sd["fc.weight"].shape) == (1008, 2048)
+    assert tuple(sd["Mixed_7c.branch_pool.conv.weight"].shape) == (192, 2048, 1, 1)
+    assert tuple(sd["Conv2d_1a_3x3.conv.weight"].shape) == (32, 3, 3, 3)
+    path = tmp_path / "pt_inception.pth"
+    torch.save(sd, path)
+    with pytest.warns(W.WeightsWarning, match="not the published"):
+        ext = inception_v3_fid(weights=str(path))
+    assert ext.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ext.identity()["resize"] == "clean" and ext.identity()["dim"] == 2048
+    mine = ext.net.state_dict()
+    for k, v in sd.items():
+        assert torch.equal(mine[k], v), k
+
+
+def test_wrong_layouts_are_named(tmp_path):
+    bad = tmp_path / "imagenet1000.pth"
+    torch.save(_published_layout(num_classes=1000), bad)
+    with pytest.raises(ImtransError, match="wrong shape for 'fc.weight'"), pytest.warns(W.WeightsWarning):
+        inception_v3_fid(weights=str(bad))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a pickle")
+    with pytest.raises(ImtransError, match="could not read"), pytest.warns(W.WeightsWarning):
+        inception_v3_fid(weights=str(junk))
+    with pytest.raises(ImtransError, match="does not exist"):
+        inception_v3_fid(weights=str(tmp_path / "missing.pth"))
+
+
+def test_full_size_forward_gives_2048_finite_features():
+    ext = inception_v3_fid(weights="random")
+    imgs = [torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8), torch.randint(0, 256, (3, 300, 200), dtype=torch.uint8)]
+    f = extract_features(imgs, ext, batch_size=2)
+    assert f.shape == (2, 2048) and np.isfinite(f).all() and f.std() > 0
+
+
+@pytest.fixture(scope="module")
+def small_net():
+    # The real architecture at its smallest input (75 px) keeps these tests fast; FID itself uses 299.
+    return FIDInceptionV3().random_init(1)
+
+
+@pytest.mark.parametrize("resize", ["clean", "legacy_pytorch"])
+def test_features_do_not_depend_on_batch_size_or_order(small_net, resize):
+    ext = InceptionFeatures(small_net, "random-init", resize, input_size=75)
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.randint(0, 256, (3, 40 + 8 * i, 48), dtype=torch.uint8, generator=g) for i in range(3)]
+    one = extract_features(imgs, ext, batch_size=1)
+    three = extract_features(imgs[::-1], ext, batch_size=3)[::-1]
+    np.testing.assert_allclose(one, three, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_features_stay_close_to_fp32(small_net):
+    import copy
+
+    imgs = [torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(2)]
+    f32 = extract_features(imgs, InceptionFeatures(small_net, "random-init", input_size=75))
+    ext16 = InceptionFeatures(copy.deepcopy(small_net), "random-init", input_size=75).set_precision("bf16")
+    f16 = extract_features(imgs, ext16)
+    assert np.abs(f16 - f32).mean() < 0.05 * np.abs(f32).mean()
+
+
+def test_clean_resize_is_antialiased_and_legacy_is_not():
+    # A one-pixel checkerboard shrunk 3.3x: the antialiased resize averages it to grey, bilinear aliases.
+    board = ((np.indices((997, 997)).sum(0) % 2) * 255).astype(np.uint8)
+    img = torch.from_numpy(np.stack([board] * 3))
+    clean, legacy = clean_resize(img), legacy_pytorch_resize(img) * 255
+    assert clean.shape == legacy.shape == (3, 299, 299)
+    assert abs(float(clean.mean()) - 127.5) < 1 and float(clean[:, 10:-10, 10:-10].std()) < 5
+    assert float(legacy.std()) > 25
+    flat = torch.full((3, 40, 70), 77, dtype=torch.uint8)
+    assert torch.allclose(clean_resize(flat), torch.tensor(77.0), atol=1e-3)
+    assert torch.allclose(legacy_pytorch_resize(flat) * 255, torch.tensor(77.0), atol=1e-3)
+
+
+def test_rejects_non_rgb_input(small_net):
+    with pytest.raises(ImtransError, match="uint8 RGB"):
+        InceptionFeatures(small_net, "random-init").preprocess(torch.zeros(1, 8, 8, dtype=torch.uint8))
+
+
+@pytest.fixture
+def server():
+    files: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            data = files.get(self.path)
+            if data is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield files, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_weights_download_is_verified_and_cached(server, tmp_path, monkeypatch):
+    files, base = server
+    payload = b"inception weights" * 1000
+    files["/w.pth"] = payload
+    digest = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setenv("IMTRANS_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(W, "FID_WEIGHTS_SHA256", digest)
+    dest = W.cached_weights_path()
+    assert dest.parent == tmp_path / "home" / "eval" / "weights"
+    path, sha = W.resolve_weights(url=base + "/w.pth", progress=False)
+    assert path == dest and sha == digest and dest.read_bytes() == payload
+    files.clear()  # cached now: no second request needed
+    assert W.resolve_weights(url=base + "/w.pth", progress=False) == (dest, digest)
+
+
+def test_corrupt_download_is_refused_and_removed(server, tmp_path):
+    files, base = server
+    files["/w.pth"] = b"tampered"
+    dest = tmp_path / "w.pth"
+    with pytest.raises(ImtransError, match="not the published"):
+        W.download_weights(dest, url=base + "/w.pth", sha256="0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_message_says_where_to_put_the_file(tmp_path, monkeypatch, server):
+    _, base = server
+    monkeypatch.setenv("IMTRANS_HOME", str(tmp_path))
+    where = str(tmp_path / "eval" / "weights" / W.FID_WEIGHTS_FILE)
+    with pytest.raises(ImtransError, match="downloads are off") as e:
+        W.resolve_weights(download=False)
+    assert where in str(e.value)
+    with pytest.raises(ImtransError, match="download failed") as e:
+        W.resolve_weights(url=base + "/missing.pth", progress=False)
+    assert where in str(e.value) and "HTTP 404" in str(e.value)
+    W.cached_weights_path().write_bytes(b"corrupt")
+    with pytest.raises(ImtransError, match="delete the file"):
+        W.resolve_weights(download=False)

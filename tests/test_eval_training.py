@@ -1,0 +1,105 @@
+"""FID/KID during training: metrics.jsonl, index.html, checkpoints/best, TensorBoard, skipped without weights."""
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_recipe_data
+from imtrans import registry
+from imtrans.engine.checkpoint import read_meta
+from imtrans.engine.trainer import Trainer
+from imtrans.eval import FeatureExtractor
+from imtrans.recipe import recipe_from_dict
+
+
+class ColourStats(FeatureExtractor):
+    """Per-channel mean and spread of a 16 px thumbnail (a tiny plug-in extractor for tests)."""
+
+    dim = 6
+
+    def __init__(self) -> None:
+        super().__init__("none", "bilinear-16")
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(image.float()[None] / 255, size=(16, 16), mode="bilinear", align_corners=False)[0]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+
+
+@pytest.fixture
+def colour_stats():
+    reg = registry.get_registry("feature_extractor")
+    reg.register("colour_stats", ColourStats, plugin="test-eval")
+    yield
+    reg.unregister_plugin("test-eval")
+
+
+@pytest.fixture(autouse=True)
+def empty_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMTRANS_HOME", str(tmp_path / "home"))
+
+
+def _recipe(tmp_path, name, **train):
+    data = tiny_recipe_data(tmp_path, name, **{"sample_every": 0, "save_every_epochs": 0, **train})
+    for side, count in (("test_a", 5), ("test_b", 4)):
+        data["data"][side] = {"name": "synthetic", "task": "stripes", "side": side[-1], "count": count, "size": 40}
+    return recipe_from_dict(data)
+
+
+def _evals(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == "eval"]
+
+
+@pytest.mark.slow
+def test_fid_and_kid_are_logged_plotted_and_pick_the_best_checkpoint(tmp_path, colour_stats):
+    res = Trainer(_recipe(tmp_path, "fid", eval_features={"name": "colour_stats"}), progress=False).fit()
+    evals = _evals(res.run_dir)
+    assert len(evals) >= 3  # before training, at epoch ends, final
+    for r in evals:
+        for k in ("fid_a2b", "fid_b2a", "kid_a2b", "kid_std_b2a", "gt_l1_a2b"):
+            assert k in r["metrics"], k
+        assert r["metrics"]["fid_a2b"] > 0
+    best = read_meta(res.run_dir / "checkpoints" / "best")
+    assert best["best_score"] == pytest.approx(min(r["metrics"]["fid_a2b"] for r in evals))
+    page = (res.run_dir / "index.html").read_text()
+    assert "fid_a2b" in page and "FID a2b (lower is better)" in page  # the FID panel beside the losses
+
+
+@pytest.mark.slow
+def test_without_weights_fid_is_skipped_with_one_note(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    res = Trainer(_recipe(tmp_path, "nofid"), progress=False, console=Console(file=buf, width=200)).fit()
+    text = buf.getvalue()
+    assert text.count("FID/KID skipped") == 1 and "put it at" in text
+    evals = _evals(res.run_dir)
+    assert evals and all("gt_l1_a2b" in r["metrics"] and "fid_a2b" not in r["metrics"] for r in evals)
+    assert not (res.run_dir / "checkpoints" / "best").exists()
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_fid_curve(tmp_path, colour_stats):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = _recipe(tmp_path, "tb", eval_features={"name": "colour_stats"}, max_steps=3)
+    r.output.tensorboard = True
+    res = Trainer(r, progress=False).fit()
+    acc = EventAccumulator(str(res.run_dir / "tensorboard"))
+    acc.Reload()
+    assert "eval/fid_a2b" in acc.Tags()["scalars"]
+
+
+def test_recipe_checks_the_feature_extractor_spec(tmp_path):
+    from imtrans.errors import RecipeError
+
+    data = tiny_recipe_data(tmp_path, "x", eval_features={"name": "inception_v3_fid", "resize": "bicubic"})
+    with pytest.raises(RecipeError, match="resize"):
+        recipe_from_dict(data)
