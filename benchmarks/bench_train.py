@@ -99,6 +99,11 @@ def run_one(size: int, precision: str, impl: str, iters: int, warmup: int, devic
     a = torch.rand(1, 3, size, size, device=device) * 2 - 1
     b = torch.rand(1, 3, size, size, device=device) * 2 - 1
     scheme.setup({"a": a, "b": b})
+    if impl in ("compiled", "compiled+cl", "channels_last"):
+        if impl != "compiled":
+            scheme.to_channels_last()
+        if impl != "channels_last":
+            scheme.compile_networks()
     step = naive_step_factory(scheme) if impl == "naive" else (lambda x, y: scheme.train_step({"a": x, "b": y}))
     with FlopCounterMode(display=False) as fc:
         step(a, b)
@@ -121,8 +126,15 @@ def run_one(size: int, precision: str, impl: str, iters: int, warmup: int, devic
     }
 
 
-def interleaved(size: int, reps: int, device_name: str) -> None:
-    """Naive and imtrans fp32 steps alternating in one process on the same networks (no process variance)."""
+def interleaved(size: int, reps: int, device_name: str, variants: list[str]) -> None:
+    """Naive and imtrans fp32 steps alternating in one process (no process-to-process variance).
+
+    Variants of the imtrans step that keep the math: ``native-conv`` (oneDNN off, PyTorch's own
+    convolutions), ``compiled`` (torch.compile of each network, on its own copy of the networks).
+    """
+    import contextlib
+    import copy
+
     import torch
 
     from imtrans import registry
@@ -135,17 +147,53 @@ def interleaved(size: int, reps: int, device_name: str) -> None:
     a = torch.rand(1, 3, size, size, device=device) * 2 - 1
     b = torch.rand(1, 3, size, size, device=device) * 2 - 1
     scheme.setup({"a": a, "b": b})
-    steps = {"naive": naive_step_factory(scheme), "imtrans": lambda x, y: scheme.train_step({"a": x, "b": y})}
+    naive_scheme = copy.deepcopy(scheme)
+    steps = {"naive": (naive_step_factory(naive_scheme), contextlib.nullcontext),
+             "imtrans": (lambda x, y: scheme.train_step({"a": x, "b": y}), contextlib.nullcontext)}
+    if "native-conv" in variants:
+        steps["native-conv"] = (steps["imtrans"][0], lambda: torch.backends.mkldnn.flags(enabled=False))
+    if "compiled" in variants:
+        comp = copy.deepcopy(scheme)
+        comp.compile_networks()
+        steps["compiled"] = (lambda x, y: comp.train_step({"a": x, "b": y}), contextlib.nullcontext)
     times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(reps + 1):  # the first round warms up
-        for name, step in steps.items():
+    for _ in range(reps + 1):  # the first round warms up (and compiles)
+        for name, (step, ctx) in steps.items():
             sync(device)
             t0 = time.perf_counter()
-            step(a, b)
+            with ctx():
+                out = step(a, b)
+            float(next(iter(out.values())))
             sync(device)
             times[name].append(time.perf_counter() - t0)
+    base = sorted(times["naive"][1:])[reps // 2]
     for name, ts in times.items():
-        print(f"interleaved {size}px {name:>7} fp32: " + " ".join(f"{t:.3f}" for t in ts[1:]) + " s/iter")
+        med = sorted(ts[1:])[reps // 2]
+        print(f"interleaved {size}px {name:>11} fp32: median {med:.3f} s/iter ({base / med:.2f}x naive); "
+              + " ".join(f"{t:.3f}" for t in ts[1:]), flush=True)
+
+
+def profile(size: int, device_name: str, rows: int = 15) -> None:
+    """torch.profiler table of one imtrans fp32 step (after one warm-up step), by self time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile as prof
+
+    from imtrans import registry
+    from imtrans.engine.runtime import resolve_device
+
+    device = resolve_device(device_name)
+    r = official_recipe(size, "fp32", device_name)
+    torch.manual_seed(0)
+    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r).to(device)
+    a = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    b = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    scheme.setup({"a": a, "b": b})
+    scheme.train_step({"a": a, "b": b})
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with prof(activities=acts) as p:
+        scheme.train_step({"a": a, "b": b})
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(p.key_averages().table(sort_by=key, row_limit=rows))
 
 
 def matmul(dtype_name: str, device_name: str, n: int = 4096, reps: int = 3) -> dict:
@@ -181,10 +229,16 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--impls", nargs="+", default=["imtrans"],
+                    choices=["imtrans", "compiled", "channels_last", "compiled+cl"],
+                    help="imtrans variants per precision: eager, torch.compile, channels-last, both")
     ap.add_argument("--no-naive", action="store_true", help="Skip the naive fp32 reference.")
     ap.add_argument("--json", type=Path, help="Also write the results here.")
     ap.add_argument("--interleaved", type=int, metavar="SIZE",
                     help="Alternate naive and imtrans fp32 steps in one process at SIZE px instead.")
+    ap.add_argument("--variants", nargs="*", default=[], choices=["native-conv", "compiled"],
+                    help="with --interleaved: also these math-preserving variants of the imtrans step")
+    ap.add_argument("--profile", type=int, metavar="SIZE", help="Print a torch.profiler table of one fp32 step.")
     ap.add_argument("--one", nargs=3, metavar=("SIZE", "PRECISION", "IMPL"), help=argparse.SUPPRESS)
     ap.add_argument("--matmul", metavar="DTYPE", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -192,7 +246,10 @@ def main() -> None:
         print(json.dumps(run_one(int(a.one[0]), a.one[1], a.one[2], a.iters, a.warmup, a.device)))
         return
     if a.interleaved:
-        interleaved(a.interleaved, a.iters, a.device)
+        interleaved(a.interleaved, a.iters, a.device, a.variants)
+        return
+    if a.profile:
+        profile(a.profile, a.device)
         return
     if a.matmul:
         print(json.dumps(matmul(a.matmul, a.device)))
@@ -202,13 +259,14 @@ def main() -> None:
     for r in results:
         print(f"matmul {r['dtype']:>4} 4096^3: {r['gflops']:8.1f} GFLOP/s ({r['device']})", flush=True)
     for size in a.sizes:
-        configs = ([("fp32", "naive")] if not a.no_naive else []) + [(p, "imtrans") for p in a.precisions]
+        configs = ([("fp32", "naive")] if not a.no_naive else []) + [(p, i) for p in a.precisions for i in a.impls]
         for prec, impl in configs:
             r = sub(["--one", str(size), prec, impl, *common])
             results.append(r)
-            print(f"train {size:>4}px {impl:>7} {r['precision']:>4}: {r['s_per_iter']:7.3f} s/iter "
+            gpu = f" GPU peak {r['gpu_peak_mb']:7.0f} MB" if r["gpu_peak_mb"] is not None else ""
+            print(f"train {size:>4}px {impl:>13} {r['precision']:>4}: {r['s_per_iter']:7.3f} s/iter "
                   f"{r['images_per_s']:6.2f} img/s {r['gflops']:7.1f} GFLOP/s "
-                  f"({r['gflop_per_iter']:.0f} GFLOP/iter) peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)
+                  f"({r['gflop_per_iter']:.0f} GFLOP/iter) peak RSS {r['peak_rss_mb']:7.0f} MB{gpu}", flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
 

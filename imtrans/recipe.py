@@ -110,6 +110,8 @@ class TrainConfig(_Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False
+    channels_last: bool = Field(
+        False, description="Networks in channels-last memory layout (pays on GPUs with tensor cores; slower on CPU here).")
     deterministic: bool = False
     log_every: int = Field(50, ge=1)
     sample_every: int = Field(500, ge=0, description="Steps between sample grids (0: only at epoch ends).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -21,6 +22,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 else:
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+# `auto` translation on CPU exports ONNX graphs into a cache: keep the tests' out of the user's.
+os.environ.setdefault("IMTRANS_ONNX_CACHE", tempfile.mkdtemp(prefix="imtrans-test-onnx-"))
 
 
 @pytest.fixture(autouse=True)

@@ -42,3 +42,12 @@ def test_resume_takes_an_optional_run_dir():
     assert _optional_value(["run", "r.toml", "--resume"], "--resume", "auto") == ["run", "r.toml", "--resume", "auto"]
     assert _optional_value(["run", "r.toml", "--resume", "--no-progress"], "--resume", "auto")[3] == "auto"
     assert _optional_value(["run", "r.toml", "--resume", "runs/x"], "--resume", "auto") == ["run", "r.toml", "--resume", "runs/x"]
+
+
+def test_help_screens_show_no_python_types_for_flags_and_lists():
+    for args in (("--help",), ("run", "-h"), ("check", "--help"), ("translate", "--help")):
+        r = run_cli(*args)
+        assert r.returncode == 0, args
+        assert "<bool>" not in r.stdout and "<list[" not in r.stdout, (args, r.stdout)
+        assert "-h" in r.stdout and "--help" in r.stdout
+    assert "KEY=VALUE" in run_cli("run", "--help").stdout

@@ -29,7 +29,7 @@ def recipe(tmp_path, name, batch, pool, augment, **train):
                   "discriminator": {"name": "patchgan", "ndf": 4, "n_layers": 1}},
         "scheme": {"name": "cyclegan", "pool_size": pool},
         # a large learning rate: a wrong gradient would move outputs far beyond the test's tolerance
-        "optim": {"lr": 0.01},
+        "optim": {"lr": 0.005},
         "train": {"precision": "fp32", "epochs": 1, "epochs_decay": 1, "log_every": 1, "sample_every": 0,
                   "eval_images": 2, **train},
         "output": {"root": str(tmp_path), "name": name},

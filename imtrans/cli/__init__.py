@@ -43,9 +43,9 @@ def _version_cb(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True, help="Show the version and exit."),
     disable_plugin: list[str] = typer.Option(
-        [], "--disable-plugin", help="Do not load this plugin (repeatable; also IMTRANS_DISABLE_PLUGINS=a,b)."
+        [], "--disable-plugin", metavar="NAME", help="Do not load this plugin (repeatable; also IMTRANS_DISABLE_PLUGINS=a,b)."
     ),
-    plugins_dir: list[str] = typer.Option([], "--plugins-dir", help="Also load plain .py plugin files from DIR."),
+    plugins_dir: list[str] = typer.Option([], "--plugins-dir", metavar="DIR", help="Also load plain .py plugin files from DIR."),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Show full tracebacks of plugin failures and errors (also IMTRANS_DEBUG=1)."
     ),
@@ -122,6 +122,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
+def _tidy_help(command) -> None:
+    """Help screens without Python types where they say nothing: flags (and -h/--help) take no
+    value, and an argument taking several values already reads ``INPUT...``."""
+    import click
+
+    # the help option is made (and cached) per command from the context's names: give it ours
+    ctx = click.Context(command, info_name=command.name, help_option_names=["-h", "--help"])
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        elif getattr(param, "param_type_name", "") == "argument" and param.nargs != 1:
+            param.display_type_rich = lambda ctx: None  # typer would print <list[str]>
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the ``imtrans`` console script and ``python -m imtrans``."""
     from imtrans.errors import ImtransError
@@ -138,7 +154,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         _load_plugins(disable, dirs, verbose)
         # standalone mode: the parser reports usage errors itself (exit 2) and exits;
         # our own user errors propagate to here and become one line + exit 1.
-        app(args=argv, prog_name="imtrans", standalone_mode=True)
+        command = typer.main.get_command(app)
+        _tidy_help(command)
+        command.main(args=argv, prog_name="imtrans", standalone_mode=True)
     except ImtransError as e:
         if verbose:
             err_console.print(traceback.format_exc(), highlight=False, markup=False, soft_wrap=True)

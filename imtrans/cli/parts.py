@@ -25,19 +25,30 @@ def list_parts(
     from imtrans import registry
 
     entries = registry.describe(kind)
-    table = Table(title="imtrans parts" + (f": {kind}" if kind else ""), show_lines=False)
-    table.add_column("kind", style="cyan")
-    table.add_column("name", style="bold")
-    table.add_column("plugin", style="magenta")
-    table.add_column("description")
+    table = Table(title="imtrans parts" + (f": {kind}" if kind else ""), show_lines=False, expand=False)
+    table.add_column("name", style="bold", no_wrap=True)
+    table.add_column("plugin", style="magenta", no_wrap=True)
+    table.add_column("description", ratio=1)
     if params:
-        table.add_column("parameters (defaults)")
+        table.add_column("parameters (defaults)", ratio=1)
+    last_kind = None
     for e in entries:
-        row = [e.kind, e.name, e.plugin, e.summary]
+        if e.kind != last_kind:  # one section per kind: the kind is said once, not on every row
+            if last_kind is not None:
+                table.add_section()
+            table.add_row(f"[cyan]{e.kind}[/]", "", "", *([""] if params else []))
+            last_kind = e.kind
+        row = [f"  {escape(e.name)}", escape(e.plugin), _doc_markup(e.summary)]
         if params:
-            row.append(", ".join(f"{k}={v!r}" for k, v in e.defaults().items()))
+            row.append(escape(", ".join(f"{k}={v!r}" for k, v in e.defaults().items())))
         table.add_row(*row)
     console.print(table)
+
+
+def _doc_markup(text: str) -> str:
+    """A docstring's ``code`` spans as rich markup (reStructuredText's double backticks read badly raw)."""
+    parts = escape(text).split("``")
+    return "".join(f"[green]{p}[/]" if i % 2 else p for i, p in enumerate(parts))
 
 
 @app.command("plugins")
@@ -67,7 +78,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 @app.command("check")
 def check(
     recipe: Path = typer.Argument(..., help="Recipe TOML file."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a key: --set train.epochs=3 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key: --set train.epochs=3 (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved recipe as JSON instead of TOML."),
 ) -> None:
     """Validate a recipe, build every part once, and print the resolved recipe (valid TOML, or JSON) without training."""

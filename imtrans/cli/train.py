@@ -14,7 +14,7 @@ from imtrans.cli._console import console, err_console
 @app.command("run")
 def run(
     recipe: Path = typer.Argument(..., help="Recipe TOML file, e.g. recipes/quickstart.toml."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Override a recipe key: --set train.epochs=3 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key: --set train.epochs=3 (repeatable)."),
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="[RUN_DIR]",
         help="Continue exactly where training stopped: in RUN_DIR, or alone for the recipe's own run directory.",

@@ -16,7 +16,7 @@ from imtrans.cli._console import console, err_console
 @app.command("translate")
 def translate(
     model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
-    inputs: list[str] = typer.Argument(..., help="Image files, folders (recursive) or glob patterns."),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image or video files, folders (recursive) or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (relative folders and file stems are kept)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a (CycleGAN: G or F)."),
     suffix: str = typer.Option("", "--suffix", help="Appended to each output file stem, e.g. _zebra."),
@@ -29,7 +29,13 @@ def translate(
         None, "--batch-size", "-b", help="Same-size images per forward pass (default: 1 on CPU, 4 on GPU)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads (default: up to 4)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, bf16 or fp16 (auto: bf16 on CPUs with AVX512-BF16/AMX, else fp32)."),
+    precision: str = typer.Option(
+        "auto", "--precision",
+        help="auto, fp32, bf16, fp16 or int8 (auto: bf16 on CPUs with AVX512-BF16/AMX, else fp32; "
+             "int8: --backend onnxruntime, calibrated on the first inputs, refused below 35 dB PSNR vs fp32)."),
+    backend: str = typer.Option(
+        "auto", "--backend",
+        help="auto, torch or onnxruntime (auto on CPU: ONNX Runtime fp32 when installed, PyTorch bf16 on AMX CPUs)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Shard the inputs over N processes (torchrun)."),
@@ -51,9 +57,9 @@ def translate(
 
     videos, inputs = split_inputs(inputs)  # videos and GIFs go through imtrans.translate.video
     t = load_translator(model, direction=direction, device=device, precision=precision,
-                        tile=tile, overlap=overlap, size=size, batch_size=batch_size)
+                        tile=tile, overlap=overlap, size=size, batch_size=batch_size, backend=backend)
     err_console.print(
-        f"translating with {model} ({direction}) on {t.device} at {t.precision}"
+        f"translating with {model} ({direction}) on {t.device} with {t.backend_name} at {t.precision}"
         + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False)
     video_failed: list = []
     if videos:

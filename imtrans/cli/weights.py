@@ -31,7 +31,7 @@ def _parse_sets(items: list[str]) -> dict:
 def import_weights(
     pth: Path = typer.Argument(..., help="Official weights file, e.g. latest_net_G_A.pth or horse2zebra.pth."),
     part: str = typer.Option(..., "--part", help="Our part with the official layout: resnet, unet, patchgan, pixelgan."),
-    set_: list[str] = typer.Option([], "--set", "-s", help="Part parameter the file was trained with: --set n_blocks=9 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Part parameter the file was trained with: --set n_blocks=9 (repeatable)."),
     role: Optional[str] = typer.Option(None, "--role", help="generator or discriminator (checked against the part)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .safetensors file."),
 ) -> None:

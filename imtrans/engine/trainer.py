@@ -279,6 +279,8 @@ class Trainer:
         scheme.setup(data.first_batch())
         if self.dist.enabled:
             D.broadcast_module(scheme)  # parameters created lazily in setup (e.g. loss heads) start equal
+        if t.channels_last:
+            scheme.to_channels_last()
         if t.compile:
             scheme.compile_networks()
 

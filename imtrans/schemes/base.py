@@ -278,10 +278,19 @@ class Scheme(nn.Module):
         w = self._wrapped.get(name)  # no `or`: a compiled module refuses truth tests (len())
         return w if w is not None else self.nets[name]
 
-    def compile_networks(self) -> None:
-        """``torch.compile`` what ``train_step`` calls; the plain modules stay in ``nets`` for checkpoints."""
+    def compile_networks(self, backend: str = "inductor") -> None:
+        """``torch.compile`` what ``train_step`` calls; the plain modules stay in ``nets`` for checkpoints.
+
+        One graph per network: shapes are fixed within a run, so ``dynamic=False`` keeps
+        dynamo from re-tracing with symbolic sizes on the second call.
+        """
         for name in self.nets:
-            self._wrapped[name] = torch.compile(self.run(name))
+            self._wrapped[name] = torch.compile(self.run(name), backend=backend, dynamic=False)
+
+    def to_channels_last(self) -> None:
+        """Every network's 4-D weights in channels-last layout (convolution outputs follow; the math is unchanged)."""
+        for net in self.nets.values():
+            net.to(memory_format=torch.channels_last)
 
     def make_gan_optimizers(self, g_params, d_params) -> None:
         """Optimisers ``G`` and ``D`` with their LR schedulers, from the recipe's [optim] and [train]."""
