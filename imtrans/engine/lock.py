@@ -11,7 +11,8 @@ from imtrans.errors import ImtransError
 LOCK_NAME = ".lock"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a stale lock's owner does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,7 +57,7 @@ class RunLock:
                         f"{self.path.parent} is in use by process {pid} on host {host} ({self.path}); "
                         "wait for it to finish, or delete the lock file if that run is gone"
                     )
-                if pid != os.getpid() and _alive(pid):
+                if pid != os.getpid() and pid_alive(pid):
                     raise ImtransError(
                         f"{self.path.parent} is in use by another imtrans process (pid {pid}); wait for it to "
                         "finish or stop it, or train into another directory with --set output.name=NAME"

@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from pathlib import Path
 
+from imtrans.engine.lock import pid_alive
 from imtrans.errors import ImtransError
 
 #: root of everything imtrans keeps between runs; the zoo lives in ``$IMTRANS_HOME/pretrained``
@@ -92,16 +93,6 @@ def download(url: str, dest: Path, *, label: str, sha256: str | None, progress: 
     return digest
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class DownloadLock:
     """``with DownloadLock(folder):`` — one process at a time fetches and converts into ``folder``.
 
@@ -136,7 +127,7 @@ class DownloadLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 owner = self._owner()
-                if owner is not None and owner[1] == socket.gethostname() and not _pid_alive(owner[0]):
+                if owner is not None and owner[1] == socket.gethostname() and not pid_alive(owner[0]):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
                 if owner is None and self._age() > 10.0:
