@@ -44,6 +44,23 @@ def official_recipe(size: int, precision: str, device: str):
     )
 
 
+def fp32_scheme(size: int, device_name: str):
+    """The official-defaults CycleGAN at fp32, set up on one random batch: ``(scheme, a, b, device)``."""
+    import torch
+
+    from imtrans import registry
+    from imtrans.engine.runtime import resolve_device
+
+    device = resolve_device(device_name)
+    r = official_recipe(size, "fp32", device_name)
+    torch.manual_seed(0)
+    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r).to(device)
+    a = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    b = torch.rand(1, 3, size, size, device=device) * 2 - 1
+    scheme.setup({"a": a, "b": b})
+    return scheme, a, b, device
+
+
 def naive_step_factory(scheme):
     """A plain fp32 eager CycleGAN step written like the official optimize_parameters."""
     import torch
@@ -137,16 +154,7 @@ def interleaved(size: int, reps: int, device_name: str, variants: list[str]) -> 
 
     import torch
 
-    from imtrans import registry
-    from imtrans.engine.runtime import resolve_device
-
-    device = resolve_device(device_name)
-    r = official_recipe(size, "fp32", device_name)
-    torch.manual_seed(0)
-    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r).to(device)
-    a = torch.rand(1, 3, size, size, device=device) * 2 - 1
-    b = torch.rand(1, 3, size, size, device=device) * 2 - 1
-    scheme.setup({"a": a, "b": b})
+    scheme, a, b, device = fp32_scheme(size, device_name)
     naive_scheme = copy.deepcopy(scheme)
     steps = {"naive": (naive_step_factory(naive_scheme), contextlib.nullcontext),
              "imtrans": (lambda x, y: scheme.train_step({"a": x, "b": y}), contextlib.nullcontext)}
@@ -175,19 +183,9 @@ def interleaved(size: int, reps: int, device_name: str, variants: list[str]) -> 
 
 def profile(size: int, device_name: str, rows: int = 15) -> None:
     """torch.profiler table of one imtrans fp32 step (after one warm-up step), by self time."""
-    import torch
     from torch.profiler import ProfilerActivity, profile as prof
 
-    from imtrans import registry
-    from imtrans.engine.runtime import resolve_device
-
-    device = resolve_device(device_name)
-    r = official_recipe(size, "fp32", device_name)
-    torch.manual_seed(0)
-    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r).to(device)
-    a = torch.rand(1, 3, size, size, device=device) * 2 - 1
-    b = torch.rand(1, 3, size, size, device=device) * 2 - 1
-    scheme.setup({"a": a, "b": b})
+    scheme, a, b, device = fp32_scheme(size, device_name)
     scheme.train_step({"a": a, "b": b})
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with prof(activities=acts) as p:
