@@ -92,3 +92,31 @@ def test_rim_is_a_fixed_width_dark_band_inside_each_outline():
         assert untouched.any() and rim.any(), i
         assert np.abs(b - a)[:, untouched].max() < 1e-6, i
         assert np.allclose(b[:, rim], 0.25 * a[:, rim], atol=1e-6), i
+
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_glow_keeps_the_outline_and_darkens_the_core_to_a_quarter(size):
+    """B = A on the background and the outer size/32 px of each shape; deeper than size/32 + 5 size/64
+    px the shape keeps a quarter of its colour; in between the factor falls monotonically with depth."""
+    from imtrans.data.synthetic import _shape_fields
+
+    d = SyntheticDomain("train", task="glow", count=12, size=size)
+    edge, deep = size / 32, size / 32 + 5 * size / 64
+    cores = 0
+    for i in range(12):
+        a, b = d.render(i, "a").numpy(), d.render(i, "b").numpy()
+        alpha, _, dist = _shape_fields(d.scene(i))
+        inside = alpha.max(axis=0) == 1
+        depth = np.where(alpha == 1, dist, -1).max(axis=0)
+        kept = (alpha.max(axis=0) == 0) | (inside & (depth <= edge))
+        core = inside & (depth >= deep)
+        cores += int(core.any())  # a thin ellipse may have no core
+        assert (inside & (depth <= edge)).any(), i
+        assert np.abs(b - a)[:, kept].max() < 1e-6, i
+        assert np.allclose(b[:, core], 0.25 * a[:, core], atol=1e-6), i
+        ramp = inside & (depth > edge + 0.5) & (depth < deep - 0.5)
+        factor = (b[:, ramp] / np.maximum(a[:, ramp], 1e-6)).max(axis=0)  # brightest channel: least rounding
+        order = np.argsort(depth[ramp])
+        assert (np.diff(factor[order]) <= 1e-5).all() and 0.25 < factor.min() and factor.max() < 1, i
+    assert cores >= 9

@@ -21,8 +21,19 @@ two domains:
     untouched.  Whether a pixel belongs to the rim depends only on the shape's
     edge within that width, so a small CNN can learn the mapping *exactly* in
     both directions (removing the rim reads the shape's colour a few pixels
-    further in).  The quickstart uses it: on ``stripes`` a stripe drawn at the
-    wrong phase costs twice the copy error, and the phase needs a receptive
+    further in) -- when trained *paired*.  Unpaired, it is ambiguous: a dark
+    band drawn just *outside* the outline gives the same sequence (background,
+    dark band, flat colour) and fools the discriminator as well, and CycleGAN
+    learns exactly that (the shapes grow a dark halo).
+  - ``glow`` (the quickstart's task): each shape keeps its colour on its
+    outer ``size / 32`` pixels (2 at 64 px) and darkens linearly over the next
+    ``5 * size / 64`` pixels to a quarter of its colour, which the core keeps:
+    a bright edge fading into a dark core.  The outline itself does not change,
+    so there is no rim-like ambiguity about where the change goes, and the
+    darkening is smooth, so a generator that is slightly off in position is
+    only slightly wrong.  The mapping is local in both directions (the core
+    colour is a quarter of the edge colour).  On ``stripes`` a stripe drawn at
+    the wrong phase costs twice the copy error, and the phase needs a receptive
     field as large as the shape, so a small generator trained for minutes did
     worse than copying its input.
   - ``paint``: a "painting" look: colour channels rotated (R,G,B -> G,B,R),
@@ -52,7 +63,7 @@ from PIL import Image
 
 from imtrans.errors import ImtransError
 
-TASKS: tuple[str, ...] = ("stripes", "rim", "paint")
+TASKS: tuple[str, ...] = ("stripes", "rim", "glow", "paint")
 
 # One random stream per (split, side): this is what makes the sides unpaired
 # and the test split held out.
@@ -155,6 +166,13 @@ def _rim(dist: np.ndarray, size: int) -> np.ndarray:
     return np.clip(width + 0.5 - dist, 0, 1).astype(_F)  # about one pixel of anti-aliasing
 
 
+def _glow(dist: np.ndarray, size: int) -> np.ndarray:
+    """Darkening weight in [0, 1]: 0 on the outer ``size / 32`` pixels of a shape, rising linearly
+    to 1 over the next ``5 * size / 64`` pixels (2 and 5 at 64 px), 1 deeper in."""
+    scale = size / 64.0
+    return np.clip((dist - 2 * scale) / (5 * scale), 0, 1).astype(_F)
+
+
 def _shape_fields(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per shape, each ``[n, S, S]``: coverage alpha in [0,1], a boundary-band weight, and
     the inside distance to the boundary in pixels (negative outside)."""
@@ -201,6 +219,8 @@ def _render_np(scene: Scene, domain: str, task: str) -> np.ndarray:
             c = c * (0.2 + 0.8 * _stripes(dist[k], S))
         elif domain == "b" and task == "rim":
             c = c * (1 - 0.75 * _rim(dist[k], S))  # the rim keeps a quarter of the colour
+        elif domain == "b" and task == "glow":
+            c = c * (1 - 0.75 * _glow(dist[k], S))  # the core keeps a quarter of the colour
         a = alpha[k]
         img = img * (1 - a) + c * a
     if domain == "b" and task == "paint":
@@ -238,7 +258,7 @@ class SyntheticDomain:
     def __init__(
         self,
         split: str,
-        task: Literal["stripes", "rim", "paint"] = "stripes",
+        task: Literal["stripes", "rim", "glow", "paint"] = "stripes",
         side: Literal["a", "b"] = "a",
         count: int = 512,
         size: int = 64,
