@@ -23,6 +23,7 @@ TINY = [
     "model.discriminator.n_layers=2",
     'data.augment={name="none"}',
     "data.workers=0",
+    "data.batch_size=1",  # the quickstart's batches of 4 would make the 4-image epoch one step
     "train.epochs=1",
     "train.epochs_decay=0",
     "train.max_steps=2",
