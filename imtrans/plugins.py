@@ -28,6 +28,7 @@ import importlib.metadata as md
 import importlib.util
 import os
 import sys
+import threading
 import traceback
 import warnings
 from dataclasses import dataclass, field
@@ -101,6 +102,9 @@ class _Loaded:
 
 
 _loaded: _Loaded | None = None
+# One load at a time: two threads (e.g. a demo server's workers) loading at once would each build
+# registries and install them in turn, and a part could be looked up in a half-built set.
+_load_lock = threading.RLock()
 
 
 def _env_disabled() -> set[str]:
@@ -261,12 +265,17 @@ def load_plugins(
     ``objects`` (name -> module or object with hook functions).  Problems are
     reported once as :class:`PluginWarning` and in the returned infos.
     """
-    global _loaded
     options = (frozenset(disable or ()), tuple(Path(d) for d in plugins_dirs or ()),
                tuple((objects or {}).items()))
     asked = any(x is not None for x in (disable, plugins_dirs, objects))
-    if _loaded is not None and not reload and (not asked or options == _loaded.options):
-        return list(_loaded.infos.values())
+    with _load_lock:
+        if _loaded is not None and not reload and (not asked or options == _loaded.options):
+            return list(_loaded.infos.values())
+        return _load(options)
+
+
+def _load(options: tuple) -> list[PluginInfo]:
+    global _loaded
     loaded = _Loaded(options)
     regs = registry.new_registries()
     off = set(options[0]) | _env_disabled()
@@ -276,7 +285,7 @@ def load_plugins(
     _loaded = loaded
     for info in loaded.infos.values():
         for msg in problems(info):
-            warnings.warn(msg, PluginWarning, stacklevel=2)
+            warnings.warn(msg, PluginWarning, stacklevel=3)  # the caller of load_plugins
     return list(loaded.infos.values())
 
 

@@ -148,3 +148,35 @@ def register_commands(app):
     r = run_cli("--plugins-dir", str(tmp_path), "hello", "--name", "imtrans")
     assert r.returncode == 0, r.stderr
     assert "hello imtrans" in r.stdout
+
+
+def test_loads_from_two_threads_do_not_overlap(fresh_plugins, monkeypatch):
+    """Two threads reloading the plugins at once (a demo server's workers) load one after the other:
+    each load builds and installs a whole set of registries before the next one starts."""
+    import threading
+    import time
+
+    real, lock = fresh_plugins._load_one, threading.Lock()
+    active, most = [0], [0]
+
+    def slow_load_one(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.02)  # long enough that an unguarded second thread would be inside too
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(fresh_plugins, "_load_one", slow_load_one)
+    threads = [threading.Thread(target=fresh_plugins.load_plugins, kwargs={"reload": True}) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    from imtrans import registry
+
+    assert "resnet" in registry.names("generator")
