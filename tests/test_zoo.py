@@ -365,3 +365,19 @@ def test_cache_without_record_is_adopted_only_if_readable(zoo):
         store.ensure("tiny_h2z", progress=False)
     assert not path.exists()
     assert len(zoo["server"]["requests"]) == 1
+
+
+def test_demo_model_takes_a_zoo_name(zoo):
+    """`imtrans demo horse2zebra` works like `imtrans translate horse2zebra`: the name is resolved
+    (downloaded once) and the page translates with the same pixels as load_translator."""
+    from imtrans.demo import DemoModel
+
+    m = DemoModel("tiny_h2z", device="cpu", precision="fp32", tile=None)
+    assert m.directions == ["a2b"] and m.source == "tiny_h2z"
+    img = _image(3, 32, 32)
+    path = zoo["home"].parent / "upload.png"
+    img.save(path)
+    ref = load_translator("tiny_h2z", device="cpu", precision="fp32")
+    assert np.array_equal(np.asarray(m.translate_file(path, "a2b")), np.asarray(ref(img)))
+    with pytest.raises(ImtransError, match="tiny_h2"):
+        DemoModel("tiny_h2", device="cpu", precision="fp32")  # a typo gets the zoo's suggestion

@@ -171,10 +171,12 @@ class DemoModel:
     ):
         from imtrans.engine.checkpoint import read_meta
         from imtrans.translate import load_translator
+        from imtrans.zoo import resolve_model
 
         if max_upload_mb <= 0 or max_pixels <= 0:
             raise ImtransError("--max-upload-mb and --max-pixels must be positive")
         self.source = str(model)
+        model = resolve_model(model)  # a pretrained name becomes its (downloaded) weights file
         self.meta = read_meta(model)
         self.directions = sorted(self.meta.get("translators") or {}) or ["a2b"]
         self.translators = {
