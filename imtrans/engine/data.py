@@ -37,11 +37,60 @@ def domain_specs(recipe: Recipe) -> dict[str, tuple[PartSpec, str]]:
     return out
 
 
+def scheme_is_paired(recipe: Recipe) -> bool:
+    """Whether the recipe's scheme trains on pairs (its factory declares ``paired = True``)."""
+    return bool(getattr(registry.get_registry("scheme").get(recipe.scheme.name).factory, "paired", False))
+
+
+def build_paired(recipe: Recipe, prepare: Any) -> tuple[Any, dict[str, Any]]:
+    """The training :class:`~imtrans.data.paired.PairedDataset` and the domains the trainer reads for samples and evaluation.
+
+    The pairs come from ``[data.a]`` when given (any pair source: ``aligned``,
+    ``paired_folders``, ``synthetic_paired``), else from the aligned layout of
+    ``data.root``; the held-out pairs from ``[data.test_a]``, else the same
+    spec with split ``test`` (``ROOT/test`` or ``ROOT/val``), else none.
+    ``data.direction`` decides which half is the input.  The domains are
+    one-sided views: ``a``/``test_a`` (inputs, with ``target``) and ``b``/``test_b``.
+    """
+    from imtrans.data.paired import PairedDataset, PairSide, is_pair_source
+
+    d = recipe.data
+    if d.b is not None or d.test_b is not None:
+        raise ImtransError(
+            f"{recipe.source}: scheme '{recipe.scheme.name}' trains on pairs, which come from data.a alone; "
+            "remove data.b / data.test_b and give a paired domain (aligned, paired_folders, synthetic_paired) in data.a"
+        )
+    spec = d.a
+    if spec is None:
+        if d.root is None:
+            raise ImtransError(
+                f"{recipe.source}: paired data needs data.root (the aligned layout ROOT/train, ROOT/test) "
+                "or a [data.a] pair source such as paired_folders"
+            )
+        spec = PartSpec(name="aligned", root=d.root, dataset=d.dataset)
+    train = registry.build_spec("domain", spec.as_dict(), "train")
+    if not is_pair_source(train):
+        raise ImtransError(
+            f"{recipe.source}: data.a '{spec.name}' is not a paired domain; use aligned, paired_folders or "
+            "synthetic_paired (or a plugin domain with load_pair)"
+        )
+    try:
+        test = registry.build_spec("domain", (d.test_a or spec).as_dict(), "test")
+    except ImtransError:
+        if d.test_a is not None:
+            raise
+        test = None  # no held-out split: samples come from training pairs, no evaluation
+    ds = PairedDataset(train, prepare, direction=d.direction, cache=d.cache)
+    domains: dict[str, Any] = {"a": PairSide(train, "a", d.direction), "b": PairSide(train, "b", d.direction)}
+    domains["test_a"] = PairSide(test, "a", d.direction) if test is not None and is_pair_source(test) else None
+    domains["test_b"] = PairSide(test, "b", d.direction) if domains["test_a"] is not None else None
+    return ds, domains
+
+
 class TrainData:
     """Domains, data set and loader of one run (one shard of it under torchrun)."""
 
     def __init__(self, recipe: Recipe, augment, device: torch.device, dist: D.DistInfo) -> None:
-        from imtrans.data.paired import build_paired, scheme_is_paired
         from imtrans.data.unpaired import EpochSampler, UnpairedDataset
 
         self.recipe, self.augment, self.device = recipe, augment, device
@@ -102,8 +151,6 @@ class TrainData:
 
     def epoch(self, epoch: int, start_step: int) -> Iterator[dict[str, torch.Tensor]]:
         """The augmented batches of ``epoch``, from its ``start_step``-th batch on, on the device."""
-        from imtrans.augment import to_model_range
-
         self.sampler.set_epoch(epoch, start=start_step * self.batch_size)
         it = iter(self.loader)
         while True:
@@ -115,8 +162,6 @@ class TrainData:
 
     def first_batch(self) -> dict[str, torch.Tensor]:
         """A batch for data-dependent set-up (lazily shaped parameters); consumes no loader state."""
-        from imtrans.augment import to_model_range
-
         loader = DataLoader(self.dataset, batch_size=self.batch_size,
                             sampler=[(0, i) for i in range(self.batch_size)])
         return self._augmented(self._next(iter(loader)))
