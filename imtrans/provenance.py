@@ -11,7 +11,6 @@ plugin is missing, and warns when another version of it is installed.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 from imtrans import registry
@@ -82,23 +81,3 @@ def check_meta(meta: dict[str, Any], where: str) -> None:
         kind, _, name = str(key).partition(":")
         if kind in registry.KINDS and isinstance(origin, dict):
             check_origin(kind, name, origin, where)
-
-
-def check_run(recipe_path: str | Path, overrides: list[str], run_dir: str | Path | None = None) -> None:
-    """Before a recipe is validated: if its run directory holds a checkpoint, check that checkpoint's plugins.
-
-    ``run --resume`` and ``check`` call this so that a missing plugin is named
-    with its ``pip install`` rather than as an unknown part.
-    """
-    from imtrans.engine.checkpoint import CheckpointError, read_meta, resolve_checkpoint
-    from imtrans.recipe import load_recipe
-
-    if run_dir is None:
-        r = load_recipe(recipe_path, overrides, check_parts=False)
-        run_dir = Path(r.output.root) / r.run_name()
-    try:
-        ckpt = resolve_checkpoint(run_dir)
-        meta = read_meta(ckpt)
-    except CheckpointError:
-        return  # no (readable) checkpoint: nothing recorded to check; resume reports its own errors
-    check_meta(meta, str(ckpt))

@@ -367,7 +367,7 @@ def test_checkpoints_record_the_distribution_of_each_part(trained, contract):
 def test_a_missing_plugin_is_named_with_its_pip_install(trained, contract, tmp_path):
     from imtrans import load_translator
     from imtrans.errors import ImtransError
-    from imtrans.provenance import check_run
+    from imtrans.engine.checkpointing import check_run
 
     recipe, run = trained
     sys.path[:] = [p for p in sys.path if "imtrans-contract" not in p]   # uninstall it

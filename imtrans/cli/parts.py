@@ -83,7 +83,7 @@ def check(
 ) -> None:
     """Validate a recipe, build every part once, and print the resolved recipe (valid TOML, or JSON) without training."""
     from imtrans.check import build_parts
-    from imtrans.provenance import check_run
+    from imtrans.engine.checkpointing import check_run
     from imtrans.recipe import load_recipe
 
     check_run(recipe, list(set_))  # a run directory with a checkpoint: are its plugins installed?

@@ -54,7 +54,7 @@ def run(
     if resume and resume != "auto":
         run_dir = Path(resume)
     if resume is not None:
-        from imtrans.provenance import check_run
+        from imtrans.engine.checkpointing import check_run
 
         check_run(recipe, overrides, run_dir)  # the checkpoint's plugins: `pip install` hints first
     r = load_recipe(recipe, overrides)

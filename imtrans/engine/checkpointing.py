@@ -20,7 +20,7 @@ from imtrans.engine import checkpoint as ckpt
 from imtrans.engine import distributed as D
 from imtrans.engine.runtime import rng_state, set_rng_state
 from imtrans.errors import ImtransError
-from imtrans.provenance import net_origin, recipe_origins
+from imtrans.provenance import check_meta, net_origin, recipe_origins
 from imtrans.schemes.base import schedule_settings
 
 
@@ -190,3 +190,22 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def check_run(recipe_path: str | Path, overrides: list[str], run_dir: str | Path | None = None) -> None:
+    """Before a recipe is validated: if its run directory holds a checkpoint, check that checkpoint's plugins.
+
+    ``run --resume`` and ``check`` call this so that a missing plugin is named
+    with its ``pip install`` rather than as an unknown part.
+    """
+    from imtrans.recipe import load_recipe
+
+    if run_dir is None:
+        r = load_recipe(recipe_path, overrides, check_parts=False)
+        run_dir = Path(r.output.root) / r.run_name()
+    try:
+        found = ckpt.resolve_checkpoint(run_dir)
+        meta = ckpt.read_meta(found)
+    except ckpt.CheckpointError:
+        return  # no (readable) checkpoint: nothing recorded to check; resume reports its own errors
+    check_meta(meta, str(found))
