@@ -2,7 +2,8 @@
 
 The ground-truth translation error on domains that know each image's counterpart (the synthetic
 tasks); for paired schemes (pix2pix) L1, PSNR and SSIM against the held-out pairs' real targets
-(:mod:`imtrans.engine.paired_eval`); and FID/KID of each direction on the held-out split when a
+(:mod:`imtrans.engine.paired_eval`); and FID/KID of each direction (paired: of G's outputs against
+the held-out targets) on the held-out split when a
 feature extractor is given and its weights are available (:func:`imtrans.eval.fid_kid_for_run`;
 otherwise ``notes`` says once why they are skipped).  ``best_key`` names the metric that selects
 ``checkpoints/best`` (lower is better): ``fid_a2b`` when FID is measured; ``None`` keeps no ``best``.
@@ -87,7 +88,8 @@ class Evaluator:
                 f"kid_std_{direction}": res["kid_std"]}
 
     def _paired(self, scheme) -> dict[str, float]:
-        """L1 / PSNR / SSIM of G(input) against the real targets of the held-out pairs (see paired_eval)."""
+        """L1 / PSNR / SSIM of G(input) against the real targets of the held-out pairs (see paired_eval);
+        FID/KID of G(inputs) against the targets when an extractor is given."""
         from imtrans.engine.paired_eval import paired_metrics
 
         pairs = self.domains.get("test_a")
@@ -95,7 +97,11 @@ class Evaluator:
             return {}
         run = getattr(scheme, "test_forward", None) or scheme.translator("a2b")
         with preserve_state(scheme):
-            return paired_metrics(run, pairs, self.augment, self.device, self.max_images)
+            out = paired_metrics(run, pairs, self.augment, self.device, self.max_images)
+            if self.extractor is not None and self.domains.get("test_b") is not None:
+                # G(inputs) against the real targets as a set: the realism that L1 does not see
+                out.update(self._fid_kid(scheme, "a2b", pairs, self.domains["test_b"]))
+        return out
 
     def _ground_truth(self, scheme, dom, direction: str) -> dict[str, float]:
         """``gt_l1_<dir>``: mean |G(x) - target(x)| in [0, 1] pixel units; ``copy_l1_<dir>``: the
