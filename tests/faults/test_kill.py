@@ -10,6 +10,8 @@ The first-write instants run in CI; the later-write and random ones are ``slow``
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
+import os
 import random
 import signal
 import time
@@ -31,6 +33,19 @@ N_RANDOM = 24  # random-delay kill points (the slow test; the exact instants are
 def _ctx():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["killer"])
+    # Python 3.11's fork server does not take the parent's sys.path: unless PYTHONPATH names the test
+    # folders when it starts, its preload of `killer` fails silently and every child imports torch and
+    # imtrans itself (3.3 s here), longer than the random test's kill delays (0-1.2 s).
+    here = Path(__file__).resolve().parent
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(here), str(here.parent), *([old] if old else [])])
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
     return ctx
 
 
