@@ -32,10 +32,10 @@ two domains:
     so there is no rim-like ambiguity about where the change goes, and the
     darkening is smooth, so a generator that is slightly off in position is
     only slightly wrong.  The mapping is local in both directions (the core
-    colour is a quarter of the edge colour).  On ``stripes`` a stripe drawn at
-    the wrong phase costs twice the copy error, and the phase needs a receptive
-    field as large as the shape, so a small generator trained for minutes did
-    worse than copying its input.
+    colour is a quarter of the edge colour).  (Before ``rim``, the quickstart
+    used ``stripes``: a stripe drawn at the wrong phase costs twice the copy
+    error, and the phase needs a receptive field as large as the shape, so a
+    small generator trained for minutes did worse than copying its input.)
   - ``paint``: a "painting" look: colour channels rotated (R,G,B -> G,B,R),
     posterised to five levels per channel, and dark outlines along the shape
     boundaries.

@@ -43,7 +43,7 @@ def scheme_is_paired(recipe: Recipe) -> bool:
 
 
 def build_paired(recipe: Recipe, prepare: Any) -> tuple[Any, dict[str, Any]]:
-    """The training :class:`~imtrans.data.paired.PairedDataset` and the domains the trainer reads for samples and evaluation.
+    """The training :class:`~imtrans.data.paired.PairedDataset` and the domains read for samples and evaluation.
 
     The pairs come from ``[data.a]`` when given (any pair source: ``aligned``,
     ``paired_folders``, ``synthetic_paired``), else from the aligned layout of
