@@ -134,7 +134,7 @@ def test_run_summary_prints_the_copy_baseline(tmp_path):
 
     p = tmp_path / "tiny.toml"
     p.write_text(tomli_w.dumps(tiny_recipe_data(tmp_path, "tiny", max_steps=2)))
-    r = run_cli("run", str(p), "--no-progress")
+    r = run_cli("run", str(p), "--no-progress", env={"COLUMNS": "80"})  # as in a log file: 80 columns
     assert r.returncode == 0, r.stderr
     lines = [x.strip() for x in r.stdout.splitlines()]
     for d in ("a2b", "b2a"):

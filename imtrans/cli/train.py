@@ -65,5 +65,5 @@ def run(
         return
     console.print(f"[green]{res.stopped}[/] after {res.steps} steps ({res.seconds:.1f} s): {res.run_dir}")
     for line in describe_eval(res.eval_after, res.eval_before):
-        console.print(f"  {line}", highlight=False)
+        console.print(f"  {line}", highlight=False, soft_wrap=True)  # one line per direction in a log file
     console.print(f"  report: {res.run_dir / 'index.html'}")
