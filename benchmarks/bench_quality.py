@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     import torch
 
+    from imtrans.engine.report import describe_eval
     from imtrans.engine.trainer import Trainer
     from imtrans.recipe import load_recipe
 
@@ -48,17 +49,14 @@ def main() -> None:
             res = Trainer(r, progress=False).fit()
             out[prec] = {"steps": res.steps, "seconds": time.perf_counter() - t0,
                          "before": res.eval_before, "after": res.eval_after}
-            ea, eb = res.eval_after, res.eval_before
             print(f"{prec}: {res.steps} steps in {out[prec]['seconds']:.0f} s", flush=True)
-            for d in ("a2b", "b2a"):
-                print(f"  {d}: ground-truth error {eb[f'gt_l1_{d}']:.4f} -> {ea[f'gt_l1_{d}']:.4f}; copying the "
-                      f"input {ea[f'copy_l1_{d}']:.4f}; error / copy = {ea[f'gt_l1_{d}'] / ea[f'copy_l1_{d}']:.3f}",
-                      flush=True)
+            for line in describe_eval(res.eval_after, res.eval_before):  # the run summary's own lines
+                print(f"  {line}", flush=True)
     if "fp32" in out and "bf16" in out:
         for d in ("a2b", "b2a"):
             ratio = out["bf16"]["after"][f"gt_l1_{d}"] / out["fp32"]["after"][f"gt_l1_{d}"]
-            print(f"bf16 / fp32 ground-truth error ({d}): {ratio:.3f}; wall time bf16 / fp32: "
-                  f"{out['bf16']['seconds'] / out['fp32']['seconds']:.2f}")
+            print(f"bf16 / fp32 ground-truth error ({d}): {ratio:.3f}")
+        print(f"bf16 / fp32 wall time: {out['bf16']['seconds'] / out['fp32']['seconds']:.2f}")
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
 

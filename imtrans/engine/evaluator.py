@@ -3,9 +3,8 @@
 The ground-truth translation error on domains that know each image's counterpart (the synthetic
 tasks); for paired schemes (pix2pix) L1, PSNR and SSIM against the held-out pairs' real targets
 (:mod:`imtrans.engine.paired_eval`); and FID/KID of each direction (paired: of G's outputs against
-the held-out targets) on the held-out split when a
-feature extractor is given and its weights are available (:func:`imtrans.eval.fid_kid_for_run`;
-otherwise ``notes`` says once why they are skipped).  ``best_key`` names the metric that selects
+the held-out targets) on the held-out split when a feature extractor is given and its weights are
+available (:func:`imtrans.eval.fid_kid_for_run`; otherwise ``notes`` says once why they are skipped).  ``best_key`` names the metric that selects
 ``checkpoints/best`` (lower is better): ``fid_a2b`` when FID is measured; ``None`` keeps no ``best``.
 """
 
