@@ -168,6 +168,7 @@ class DemoModel:
         tile: Optional[int] = 512,
         max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        backend: str = "auto",
     ):
         from imtrans.engine.checkpoint import read_meta
         from imtrans.translate import load_translator
@@ -175,12 +176,17 @@ class DemoModel:
 
         if max_upload_mb <= 0 or max_pixels <= 0:
             raise ImtransError("--max-upload-mb and --max-pixels must be positive")
+        if precision == "int8":
+            # int8 is calibrated on several inputs before the first is translated; a page gets one at a time
+            raise ImtransError("the demo cannot use --precision int8 (it needs calibration images before the first "
+                               "upload); use --precision fp32, or translate a folder with int8")
         self.source = str(model)
         model = resolve_model(model)  # a pretrained name becomes its (downloaded) weights file
         self.meta = read_meta(model)
         self.directions = sorted(self.meta.get("translators") or {}) or ["a2b"]
         self.translators = {
-            d: load_translator(model, direction=d, device=device, precision=precision, tile=tile, max_pixels=max_pixels)
+            d: load_translator(model, direction=d, device=device, precision=precision, tile=tile,
+                               max_pixels=max_pixels, backend=backend)
             for d in self.directions
         }
         first = self.translators[self.directions[0]]

@@ -79,8 +79,10 @@ class Evaluator:
         from imtrans.translate import Translator
 
         net = scheme.translator(direction)
-        # A copy: the Translator moves, casts and switches its network to eval mode.
-        t = Translator(copy.deepcopy(getattr(net, "module", net)), device=self.device, precision="auto")
+        # A copy: the Translator moves, casts and switches its network to eval mode.  Eager PyTorch:
+        # the weights change between evaluations, so an exported graph would be made for one use only.
+        t = Translator(copy.deepcopy(getattr(net, "module", net)), device=self.device, precision="auto",
+                       backend="torch")
         res = fid_kid_for_run(t.translate_batch, src, dst, self.extractor, max_images=self.fid_images,
                               device=self.device)
         return {f"fid_{direction}": res["fid"], f"kid_{direction}": res["kid_mean"],

@@ -4,33 +4,53 @@ A backend maps a padded float32 batch ``[B, C, H, W]`` in [-1, 1] to the
 generator output (``run(batch) -> batch``).  The ONNX Runtime backend exports
 the generator once with :func:`imtrans.translate.export.export_model` and
 caches the graph under ``<cache>/onnx/<sha256 of the weights>-<policy>.onnx``
-(dynamic batch/height/width, so one graph serves every size).
+(dynamic batch/height/width, so one graph serves every size).  The cache is
+bounded: after each export the least recently used graphs are removed until it
+holds at most :func:`onnx_cache_limit` bytes (``IMTRANS_ONNX_CACHE_MB``, default
+2048 MB); ``imtrans cache`` lists and clears it.
+
+``auto`` never fails where PyTorch works: a generator that cannot be exported
+is translated with PyTorch after one :class:`BackendWarning` line
+(:func:`open_backend`); only an explicit ``--backend onnxruntime`` is an error.
 
 ``int8`` is lossy: static post-training quantisation (per-channel int8
 weights, uint8 activations, QDQ format) calibrated on a few real images, and
 accepted only if its output on *other* images is within
 :data:`INT8_MIN_PSNR` dB of the fp32 output; otherwise :meth:`OrtBackend.calibrate`
-raises and nothing is translated with it.
+raises and nothing is translated with it.  The int8 graph depends on the
+calibration images, so it lives in memory for the translator's lifetime and is
+never written to the cache.  On CPUs without VNNI the weights are quantised to 7
+bits (``reduce_range``): ONNX Runtime's AVX2 int8 kernels add pairs of
+uint8 x int8 products in 16 bits, which overflows with 8-bit weights (measured
+32.9 dB on an AVX2-only EPYC where VNNI CPUs gave over 35).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Literal, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
 
-from imtrans.errors import ImtransError
+from imtrans.errors import ImtransError, ImtransWarning
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 OrtPrecision = Literal["fp32", "int8"]
 INT8_MIN_PSNR = 35.0  # dB against the fp32 output, on held-out images (the issue's quality bound)
 _POLICY = "dynhw-opset17"  # shape policy of the exported graph; part of the cache key
 _INSTALL = "pip install 'imtrans[export]'"
+CACHE_LIMIT_ENV = "IMTRANS_ONNX_CACHE_MB"
+_DEFAULT_CACHE_MB = 2048  # a few full-size graphs (a 9-block ResNet is 45 MB, an 8-level U-Net 218 MB)
+
+
+class BackendWarning(ImtransWarning):
+    """``auto`` could not use the fast backend and falls back to PyTorch (printed as one line)."""
 
 
 class Backend(Protocol):
@@ -67,8 +87,46 @@ def weights_key(net: nn.Module) -> str:
     for name, t in sorted(net.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): a 0-dim buffer (batch norm's num_batches_tracked) cannot be viewed as bytes
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:32]
+
+
+def onnx_cache_limit() -> int:
+    """Bytes the ONNX graph cache may hold: ``$IMTRANS_ONNX_CACHE_MB`` (default 2048) megabytes."""
+    raw = os.environ.get(CACHE_LIMIT_ENV, "")
+    try:
+        mb = float(raw) if raw else _DEFAULT_CACHE_MB
+    except ValueError:
+        raise ImtransError(f"{CACHE_LIMIT_ENV}='{raw}' is not a number of megabytes; set it to e.g. 2048") from None
+    return int(mb * 2**20)
+
+
+def prune_onnx_cache(folder: Path, limit: int, keep: Optional[Path] = None) -> list[Path]:
+    """Remove the least recently used graphs until ``folder`` holds at most ``limit`` bytes; never ``keep``.
+
+    "Used" is the file's modification time, which :class:`OrtBackend` renews on
+    every use (access times are often not kept).  Returns the removed paths.
+    """
+    files = []
+    for p in folder.glob("*.onnx*"):  # a graph and its external-data file, if the exporter wrote one
+        with contextlib.suppress(OSError):  # another process may have removed it
+            st = p.stat()
+            files.append((st.st_mtime, st.st_size, p))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for _, size, p in sorted(files):
+        if total <= limit:
+            break
+        if keep is not None and p.name.startswith(keep.name):
+            continue
+        with contextlib.suppress(OSError):  # another process may have removed it
+            p.unlink()
+            removed.append(p)
+            total -= size
+    return removed
+
+
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -102,14 +160,18 @@ class OrtBackend:
         from imtrans.translate.export import export_model
 
         path = self.cache / f"{self.key}-{_POLICY}.onnx"
-        if not path.exists():
-            res = export_model(net, path, "onnx")
-            if res.max_abs_diff > 1e-3:
-                path.unlink(missing_ok=True)
-                raise ImtransError(f"the ONNX graph differs from PyTorch by {res.max_abs_diff:.3g}; use --backend torch")
+        if path.exists():
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: the cache evicts by modification time
+            return path
+        res = export_model(net, path, "onnx")
+        if res.max_abs_diff > 1e-3:
+            path.unlink(missing_ok=True)
+            raise ImtransError(f"the ONNX graph differs from PyTorch by {res.max_abs_diff:.3g}; use --backend torch")
+        prune_onnx_cache(self.cache, onnx_cache_limit(), keep=path)
         return path
 
-    def _open(self, path: Path):
+    def _open(self, model: Path | bytes):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -117,7 +179,8 @@ class OrtBackend:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        src = model if isinstance(model, bytes) else str(model)
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
     def _run_session(self, sess, x: torch.Tensor) -> torch.Tensor:
         out = sess.run(None, {"image": x.detach().float().cpu().contiguous().numpy()})[0]
@@ -125,8 +188,14 @@ class OrtBackend:
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
         if self._session is None:
-            raise ImtransError("the int8 backend is not calibrated yet: call calibrate() with a few images first")
+            raise ImtransError(
+                "int8 needs calibration before the first image: translate a folder or video (it calibrates on "
+                "the first inputs), call calibrate() with at least 2 images, or use --precision fp32")
         return self._run_session(self._session, x)
+
+    @property
+    def calibrated(self) -> bool:
+        return self.precision != "int8" or self.int8_psnr is not None
 
     def calibrate(self, calib: Sequence[torch.Tensor], held_out: Sequence[torch.Tensor],
                   min_psnr: float = INT8_MIN_PSNR) -> float:
@@ -141,8 +210,7 @@ class OrtBackend:
             raise ImtransError("int8 needs calibration and held-out images: give at least 2 input images")
         if self._fp32 is None:
             self._fp32 = self._open(self.fp32_path)
-        path = self._quantize(calib)
-        sess = self._open(path)
+        sess = self._open(self._quantize(calib))
         worst = min(psnr(self._run_session(sess, x), self._run_session(self._fp32, x)) for x in held_out)
         self.int8_psnr = worst
         if worst < min_psnr:
@@ -152,7 +220,9 @@ class OrtBackend:
         self._session = sess
         return worst
 
-    def _quantize(self, calib: Sequence[torch.Tensor]) -> Path:
+    def _quantize(self, calib: Sequence[torch.Tensor]) -> bytes:
+        """The int8 graph as bytes: it depends on the calibration images, so it is never cached on disk."""
+        import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -163,8 +233,6 @@ class OrtBackend:
             def get_next(self):
                 return next(self.it, None)
 
-        import onnx
-
         with tempfile.TemporaryDirectory() as d:
             # A self-contained copy first: the exporter may keep weights as external data named after
             # its temporary file, which the quantiser's checker then cannot find.
@@ -174,15 +242,35 @@ class OrtBackend:
             quant_pre_process(str(single), str(pre), skip_symbolic_shape=True)
             out = Path(d) / "int8.onnx"
             quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv", "ConvTranspose"])
-            data = out.read_bytes()
-        from imtrans.atomic import atomic_write_bytes
+                            reduce_range=not cpu_has_vnni(), activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "ConvTranspose"])
+            return out.read_bytes()
 
-        # Calibration depends on the images, so the int8 graph is per run, not a shared cache entry.
-        path = self.cache / f"{self.key}-{_POLICY}-int8-{os.getpid()}.onnx"
-        atomic_write_bytes(path, data)
-        return path
+
+def cpu_has_vnni() -> bool:
+    """True where ONNX Runtime's int8 kernels use VNNI dot products (no 16-bit intermediate sums)."""
+    from imtrans.engine.runtime import cpu_flags
+
+    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags())
+
+
+def open_backend(net: nn.Module, requested: str, backend: str, precision: str) -> Optional[OrtBackend]:
+    """The ONNX Runtime backend for ``backend == "onnxruntime"``, else None (eager PyTorch).
+
+    ``requested`` is what the user asked for before :func:`resolve_backend`.  When
+    ``auto`` chose ONNX Runtime and the generator cannot be exported, this warns
+    once and returns None, so ``auto`` never fails where PyTorch works; an
+    explicit ``onnxruntime`` raises, naming the backend that will serve the model.
+    """
+    if backend != "onnxruntime":
+        return None
+    try:
+        return OrtBackend(net, precision)
+    except ImtransError as e:
+        if requested != "auto":
+            raise ImtransError(f"{str(e).rstrip('.')}; --backend torch (or auto) translates this model") from None
+        warnings.warn(f"translating with PyTorch: {e}", BackendWarning, stacklevel=3)
+        return None
 
 
 def resolve_backend(backend: str, precision: str, device: torch.device, tiled: bool = False) -> tuple[str, str]:

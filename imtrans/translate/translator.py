@@ -76,12 +76,14 @@ class Translator:
         if batch_size is not None and batch_size < 1:
             raise ImtransError(f"--batch-size {batch_size} must be at least 1")
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-        from imtrans.translate.backends import OrtBackend, resolve_backend
+        from imtrans.translate.backends import open_backend, resolve_backend
 
-        self.backend_name, precision = resolve_backend(backend, precision, self.device, tiled=tile is not None)
+        name, ort_precision = resolve_backend(backend, precision, self.device, tiled=tile is not None)
         # The ONNX Runtime backend runs the exported graph; self.net stays fp32 for metadata only.
-        self.backend = OrtBackend(net, precision) if self.backend_name == "onnxruntime" else None
-        self.precision = precision if self.backend else resolve_precision(precision, self.device)
+        # open_backend returns None (PyTorch) where `auto` chose ONNX Runtime but the model cannot be exported.
+        self.backend = open_backend(net, backend, name, ort_precision)
+        self.backend_name = "onnxruntime" if self.backend else "torch"
+        self.precision = ort_precision if self.backend else resolve_precision(precision, self.device)
         # Channels-last is deliberately not used: measured slower on CPU here.
         self.net = net.to(self.device).eval()
         if self.precision == "bf16" and self.backend is None:
@@ -124,6 +126,11 @@ class Translator:
                 return self.net(x.to(torch.bfloat16)).float()
             return self.net(x)
 
+    @property
+    def needs_calibration(self) -> bool:
+        """True for an int8 translator before :meth:`calibrate` accepted its quantised graph."""
+        return self.backend is not None and not self.backend.calibrated
+
     def calibrate(self, images: list[torch.Tensor]) -> float:
         """int8 only: calibrate on uint8 ``[C,H,W]`` images and check the quality bound; returns the held-out PSNR."""
         from imtrans.translate.backends import calibration_split
@@ -136,7 +143,7 @@ class Translator:
 
     def calibrate_on_files(self, inputs: Iterable[str | os.PathLike]) -> None:
         """int8 only, once: calibrate on the first readable of ``inputs`` (the domain being translated)."""
-        if self.backend is None or self.precision != "int8" or self.backend.int8_psnr is not None:
+        if not self.needs_calibration:
             return
         images = []
         for src, _rel in tio.gather_inputs(list(inputs)):

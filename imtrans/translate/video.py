@@ -212,6 +212,7 @@ class _TempTarget:
 # ---------------------------------------------------------------------------
 
 ProgressFn = Callable[[int, Optional[int]], None]
+CALIBRATION_FRAMES = 6  # int8: quantised on the first frames, as a folder is on its first images
 
 
 def translate_video(
@@ -284,18 +285,28 @@ def _pump(t: Translator, reader: Any, writer: Any, on_progress: Optional[Progres
         if on_progress:
             on_progress(done, reader.total)
 
+    # int8 calibrates on the first frames (up to 6) before any is translated
+    want = CALIBRATION_FRAMES if t.needs_calibration else t.batch_size
     for item in reader.items():
         if item.kind == "audio":
             writer.audio_packet(item.packet)
             continue
         batch.append(item)
-        if len(batch) >= t.batch_size:
+        if len(batch) >= want:
+            _calibrate_on_frames(t, batch)
+            want = t.batch_size
             flush()
     if batch:
+        _calibrate_on_frames(t, batch)
         flush()
     if done == 0:
         raise VideoDecodeError(f"cannot read video '{reader.path}': it holds no decodable frames")
     return done, size
+
+
+def _calibrate_on_frames(t: Translator, items: list[Any]) -> None:
+    if t.needs_calibration:
+        t.calibrate([_frame_tensor(t, f.rgb) for f in items])
 
 
 def iter_frames(path: str | os.PathLike, max_pixels: Optional[int] = None) -> Iterator[np.ndarray]:
