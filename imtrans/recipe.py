@@ -96,6 +96,7 @@ class OptimConfig(_Strict):
     lr: float = Field(2e-4, gt=0)
     lr_d: Optional[float] = Field(None, gt=0, description="Discriminator learning rate; default `lr`.")
     betas: tuple[_Beta, _Beta] = (0.5, 0.999)
+    eps: float = Field(1e-8, gt=0, description="Adam's epsilon (official and PyTorch default 1e-8).")
     weight_decay: float = Field(0.0, ge=0)
 
 

@@ -31,7 +31,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
+def raw_cpu_flags() -> frozenset[str]:
+    """The processor's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -40,6 +41,22 @@ def cpu_flags() -> frozenset[str]:
         if line.startswith("flags"):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The feature flags PyTorch's CPU kernels may use: :func:`raw_cpu_flags` without AVX-512 and AMX
+    where PyTorch or oneDNN is held to AVX2 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``).
+
+    Precision and backend choices read these, so a machine held to AVX2 chooses what an AVX2-only
+    CPU would (bf16 there is emulated and slow); ONNX Runtime has no such switch and reads the raw flags.
+    """
+    flags = raw_cpu_flags()
+    capped = not torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    mkldnn_bf16 = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if capped or (mkldnn_bf16 is not None and not mkldnn_bf16()):
+        flags = frozenset(f for f in flags if not f.startswith(("avx512", "amx")))
+    return flags
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -113,10 +113,11 @@ def make_optimizer(
     lr: float = 2e-4,
     betas: tuple[float, float] = (0.5, 0.999),
     weight_decay: float = 0.0,
+    eps: float = 1e-8,
 ) -> torch.optim.Optimizer:
     """Adam/AdamW over the trainable ``params`` (explicit settings, like timm's ``create_optimizer_v2``)."""
     params = [p for p in params if p.requires_grad]
-    kw: dict[str, Any] = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay)
+    kw: dict[str, Any] = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
     # foreach kernels batch the per-parameter updates (one launch instead of dozens);
     # fused is faster still on CUDA but its CPU path is not always available.
     first = params[0] if params else None
@@ -295,7 +296,7 @@ class Scheme(nn.Module):
     def make_gan_optimizers(self, g_params, d_params) -> None:
         """Optimisers ``G`` and ``D`` with their LR schedulers, from the recipe's [optim] and [train]."""
         o, t = self.recipe.optim, self.recipe.train
-        common = dict(name=o.name, betas=o.betas, weight_decay=o.weight_decay)
+        common = dict(name=o.name, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
         self._optimizers = {
             "G": make_optimizer(g_params, lr=o.lr, **common),
             "D": make_optimizer(d_params, lr=o.lr_d or o.lr, **common),

@@ -249,9 +249,9 @@ class OrtBackend:
 
 def cpu_has_vnni() -> bool:
     """True where ONNX Runtime's int8 kernels use VNNI dot products (no 16-bit intermediate sums)."""
-    from imtrans.engine.runtime import cpu_flags
+    from imtrans.engine.runtime import raw_cpu_flags  # ONNX Runtime picks its kernels from the CPU itself
 
-    return bool({"avx512_vnni", "avx_vnni"} & cpu_flags())
+    return bool({"avx512_vnni", "avx_vnni"} & raw_cpu_flags())
 
 
 def open_backend(net: nn.Module, requested: str, backend: str, precision: str) -> Optional[OrtBackend]:
