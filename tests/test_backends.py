@@ -52,21 +52,25 @@ def test_onnxruntime_fp32_matches_torch_and_caches_graph(tmp_path):
     assert ort.backend_name == "onnxruntime"
     graphs = list((tmp_path / "home" / "onnx").glob("*.onnx"))
     assert len(graphs) == 1 and B.weights_key(G) in graphs[0].name
-    mtime = graphs[0].stat().st_mtime_ns
+    inode = graphs[0].stat().st_ino
     img = smooth_images(1, 44)[0][:, :, :40]  # non-square, not the tracing size
     a, b = ref.translate_tensor(img), ort.translate_tensor(img)
     assert a.shape == b.shape == (44, 40, 3)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding only
     Translator(G, device="cpu", precision="fp32", backend="onnxruntime")
-    assert graphs[0].stat().st_mtime_ns == mtime  # reused, not re-exported
+    assert graphs[0].stat().st_ino == inode  # reused, not re-exported (an export renames a new file in)
     G2 = tiny_gen(seed=1)
     assert B.weights_key(G2) != B.weights_key(G)
 
 
-def test_int8_within_quality_bound_on_held_out_images():
+def test_int8_within_quality_bound_on_held_out_images(tmp_path):
+    """The gate passes for this network on every CPU, by design: weights are quantised to 7 bits, so no
+    int8 kernel (VNNI, or AVX2's 16-bit pair sums) can saturate and every CPU computes the same integers.
+    (With 8-bit weights one held-out image fell to 32.9 dB on an AVX2-only CPU, 37.6 dB with VNNI; with
+    7-bit weights it is 36.6 dB on both, AVX2 checked under QEMU's Haswell model.)"""
     G = tiny_gen()
     t = Translator(G, device="cpu", precision="int8", backend="onnxruntime")
-    with pytest.raises(ImtransError, match="not calibrated"):
+    with pytest.raises(ImtransError, match="int8 needs calibration"):
         t.translate_tensor(smooth_images(1)[0])
     imgs = smooth_images(9, seed=1)
     got_psnr = t.calibrate(imgs[:6])
@@ -76,6 +80,8 @@ def test_int8_within_quality_bound_on_held_out_images():
     for img in imgs[6:]:
         assert _psnr_u8(t.translate_tensor(img), ref.translate_tensor(img)) >= B.INT8_MIN_PSNR
         assert not np.array_equal(t.translate_tensor(img), ref.translate_tensor(img))  # really int8
+    # The calibrated graph depends on the images: it lives in memory, never in the shared cache.
+    assert [p.name for p in (tmp_path / "home" / "onnx").iterdir()] == [t.backend.fp32_path.name]
 
 
 def test_int8_below_bound_is_refused():
@@ -83,7 +89,7 @@ def test_int8_below_bound_is_refused():
     calib, held = B.calibration_split(smooth_images(4))
     with pytest.raises(ImtransError, match="dB PSNR"):
         t.backend.calibrate(calib, held, min_psnr=200.0)
-    with pytest.raises(ImtransError, match="not calibrated"):
+    with pytest.raises(ImtransError, match="int8 needs calibration"):
         t.translate_tensor(smooth_images(1)[0])
 
 
@@ -121,3 +127,68 @@ def test_cli_int8_folder_says_backend(tmp_path, capsys):
     assert e.value.code == 0
     assert "with onnxruntime at int8" in capsys.readouterr().err
     assert len(list((tmp_path / "out").glob("*.png"))) == 6
+
+
+def test_weights_key_covers_zero_dim_buffers():
+    """Batch norm's num_batches_tracked is a 0-dim tensor: hashing it used to raise."""
+    torch.manual_seed(0)
+    G = registry.build("generator", "unet", ngf=4, num_downs=5, norm="batch").eval()
+    key = B.weights_key(G)
+    bn = next(m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.num_batches_tracked.fill_(7)  # buffers are part of the key too
+    assert B.weights_key(G) != key
+
+
+def test_onnx_cache_evicts_least_recently_used(tmp_path, monkeypatch):
+    import os
+    import time
+
+    cache = tmp_path / "home" / "onnx"
+    cache.mkdir(parents=True)
+    now = time.time()
+    for i, name in enumerate(["old", "mid", "new"]):
+        p = cache / f"{name}.onnx"
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (now - 100 + i * 10, now - 100 + i * 10))
+    monkeypatch.setenv(B.CACHE_LIMIT_ENV, str(2500 / 2**20))
+    assert B.onnx_cache_limit() == 2500
+    removed = B.prune_onnx_cache(cache, B.onnx_cache_limit(), keep=cache / "old.onnx")
+    assert [p.name for p in removed] == ["mid.onnx"]  # the oldest is kept because it was just written
+    # A translator's graph use renews it, and a new export prunes what no longer fits.
+    G = tiny_gen()
+    Translator(G, device="cpu", precision="fp32", backend="onnxruntime")
+    graph = cache / f"{B.weights_key(G)}-{B._POLICY}.onnx"
+    monkeypatch.setenv(B.CACHE_LIMIT_ENV, str((graph.stat().st_size + 10) / 2**20))
+    os.utime(graph, (now - 1000, now - 1000))
+    Translator(G, device="cpu", precision="fp32", backend="onnxruntime")  # cached: used, so newest
+    assert graph.stat().st_mtime > now - 5
+    Translator(tiny_gen(seed=1), device="cpu", precision="fp32", backend="onnxruntime")
+    assert not graph.exists() and len(list(cache.glob("*.onnx"))) == 1
+    monkeypatch.setenv(B.CACHE_LIMIT_ENV, "lots")
+    with pytest.raises(ImtransError, match="IMTRANS_ONNX_CACHE_MB='lots'"):
+        B.onnx_cache_limit()
+
+
+def test_int8_calibrates_on_a_videos_first_frames_and_call_refuses_without(tmp_path):
+    from media import make_gif
+
+    from imtrans.translate.video import translate_video
+
+    G = tiny_gen()
+    t = Translator(G, device="cpu", precision="int8", backend="onnxruntime")
+    with pytest.raises(ImtransError, match="int8 needs calibration"):
+        t(Image.fromarray(smooth_images(1)[0].permute(1, 2, 0).numpy()))
+    gif, _ = make_gif(tmp_path / "in.gif", frames=4, size=(40, 32))
+    res = translate_video(t, gif, tmp_path / "frames", frames_dir=True)
+    assert res.frames == 4 and not t.needs_calibration and t.backend.int8_psnr is not None
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 4
+
+
+def test_demo_refuses_int8_in_one_sentence(tmp_path):
+    from imtrans.demo.model import DemoModel
+
+    G = tiny_gen()
+    meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+    save_checkpoint(tmp_path / "ck", {"G": G}, meta, None)
+    with pytest.raises(ImtransError, match="demo cannot use --precision int8"):
+        DemoModel(tmp_path / "ck", device="cpu", precision="int8", backend="onnxruntime")

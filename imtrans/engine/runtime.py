@@ -49,7 +49,7 @@ def cpu_flags() -> frozenset[str]:
     where PyTorch or oneDNN is held to AVX2 (``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``).
 
     Precision and backend choices read these, so a machine held to AVX2 chooses what an AVX2-only
-    CPU would (bf16 there is emulated and slow); ONNX Runtime has no such switch and reads the raw flags.
+    CPU would (bf16 there is emulated and slow).
     """
     flags = raw_cpu_flags()
     capped = not torch.backends.cpu.get_cpu_capability().startswith("AVX512")

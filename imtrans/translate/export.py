@@ -123,8 +123,10 @@ def _write_onnx(program, example: torch.Tensor, check_x: torch.Tensor, tmp: Path
     with contextlib.redirect_stdout(io.StringIO()):
         # optimize=False: onnxscript's graph optimiser took half the export time and ONNX Runtime's own
         # (ORT_ENABLE_ALL) makes the same fusions: a 9-block ResNet ran at the same speed either way.
+        # external_data=False: one self-contained file (a generator is far below ONNX's 2 GB limit); with
+        # external data the graph would name a weights file after the temporary name of this atomic write.
         torch.onnx.export(program, (example,), str(tmp), dynamo=True, input_names=["image"],
-                          output_names=["translated"], verbose=False, optimize=False)
+                          output_names=["translated"], verbose=False, optimize=False, external_data=False)
     sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     return torch.from_numpy(sess.run(None, {"image": check_x.numpy()})[0])
 
