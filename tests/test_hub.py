@@ -1,0 +1,276 @@
+"""Hugging Face Hub models without the network: a fake Hub on 127.0.0.1 (``HF_ENDPOINT``) and the upload
+client checked at its boundary.
+
+The fake Hub answers what ``huggingface_hub.hf_hub_download`` asks (read from its source):
+``HEAD``/``GET /{owner}/{name}/resolve/{revision}/{file}`` with ``X-Repo-Commit`` and ``ETag``, and
+errors carried by ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import sys
+import threading
+import urllib.parse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, make_dist_plugin, tiny_recipe_data
+from imtrans import load_translator, registry
+from imtrans.engine import checkpoint as ckpt
+from imtrans.errors import ImtransError
+
+hf = pytest.importorskip("huggingface_hub")
+
+
+class FakeHub:
+    """Repositories ``{repo: {"refs": {name: commit}, "commits": {commit: {path: bytes}}}}`` and the requests seen."""
+
+    def __init__(self) -> None:
+        self.repos: dict = {}
+        self.requests: list[tuple[str, str]] = []
+
+    def publish(self, repo: str, files: dict[str, bytes], ref: str = "main") -> str:
+        commit = hashlib.sha1(repr(sorted(files.items())).encode() + repo.encode()).hexdigest()
+        r = self.repos.setdefault(repo, {"refs": {}, "commits": {}})
+        r["commits"][commit] = dict(files)
+        r["refs"][ref] = commit
+        return commit
+
+    def publish_folder(self, repo: str, folder: Path, ref: str = "main") -> str:
+        return self.publish(repo, {p.relative_to(folder).as_posix(): p.read_bytes()
+                                   for p in folder.rglob("*") if p.is_file()}, ref)
+
+    def answer(self, method: str, path: str):
+        """``(status, headers, body)`` for one request."""
+        self.requests.append((method, path))
+        parts = urllib.parse.urlsplit(path).path.split("/")
+        if len(parts) < 6 or parts[3] != "resolve":
+            return 404, {}, b""
+        repo, rev, name = "/".join(parts[1:3]), urllib.parse.unquote(parts[4]), "/".join(parts[5:])
+        if repo not in self.repos:  # the Hub answers 401 for a repository it will not show
+            return 401, {"X-Error-Code": "RepoNotFound"}, b""
+        r = self.repos[repo]
+        commit = r["refs"].get(rev, rev if rev in r["commits"] else None)
+        if commit is None:
+            return 404, {"X-Error-Code": "RevisionNotFound"}, b""
+        data = r["commits"][commit].get(name)
+        if data is None:
+            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b""
+        return 200, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}, data
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """The fake Hub served on 127.0.0.1, ``HF_ENDPOINT`` pointing at it, the Hub cache in tmp, online."""
+    from huggingface_hub import constants
+
+    hub = FakeHub()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def _reply(self, body: bool):
+            status, headers, data = hub.answer(self.command, self.path)
+            self.send_response(status)
+            for k, v in {**headers, "Content-Length": str(len(data))}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def do_HEAD(self):
+            self._reply(False)
+
+        def do_GET(self):
+            self._reply(True)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
+    # huggingface_hub reads HF_HOME / HF_HUB_OFFLINE once, at import: set its resolved values
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    yield hub
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def generator_file(seed: int, **params) -> bytes:
+    """A generators.safetensors holding one tiny resnet G (translating a2b)."""
+    torch.manual_seed(seed)
+    g = registry.build("generator", "resnet", ngf=4, n_blocks=1, **params)
+    meta = {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}, "translators": {"a2b": "G"}}
+    return ckpt.weights_bytes({"G": g}, meta)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pull_by_revision_and_the_errors_of_each_miss(fake_hub, monkeypatch, tmp_path):
+    from imtrans.zoo import resolve_model
+
+    main, v1 = generator_file(0), generator_file(1)
+    fake_hub.publish("me/tiny", {"generators.safetensors": v1}, ref="v1")
+    commit = fake_hub.publish("me/tiny", {"generators.safetensors": main, "README.md": b"x"})
+    fake_hub.publish("me/notimtrans", {"pytorch_model.bin": b"pickle"})
+    got = {r: ckpt.load_weights(resolve_model(f"hf-hub:me/tiny{r}"), "G") for r in ("", "@v1", f"@{commit}")}
+    assert _same(got[""], got[f"@{commit}"]) and not _same(got[""], got["@v1"])
+    (tmp_path / "v1.safetensors").write_bytes(v1)
+    assert _same(got["@v1"], ckpt.load_weights(tmp_path / "v1.safetensors", "G"))
+    path = resolve_model("hf-hub:me/tiny")
+    assert Path(path).is_relative_to(Path(hf.constants.HF_HUB_CACHE)) and "models--me--tiny" in str(path)
+    assert ("HEAD", "/me/tiny/resolve/v1/generators.safetensors") in fake_hub.requests
+    assert not any("README" in p or "bin" in p for _, p in fake_hub.requests)  # one file, never a pickle
+    for ref, direction, msg in (
+            ("hf-hub:me/tiny@v9", "a2b", "has no revision 'v9'"),
+            ("hf-hub:me/notimtrans", "a2b", "holds no generators.safetensors, so it is not an imtrans model"),
+            ("hf-hub:me/absent", "a2b", "'me/absent' was not found"),
+            ("hf-hub:me/tiny", "b2a", r"'hf-hub:me/tiny' has no direction 'b2a' \(it has a2b\)"),
+            ("hf-hub:noslash", "a2b", "does not name a Hub repository"),
+            ("hf-hub:me/tiny@", "a2b", "empty revision")):
+        with pytest.raises(ImtransError, match=msg):
+            resolve_model(ref, direction=direction)
+    # offline with a warm cache: the same file, no request; a model never pulled names the way out
+    monkeypatch.setattr(hf.constants, "HF_HUB_OFFLINE", True)
+    seen = len(fake_hub.requests)
+    assert resolve_model("hf-hub:me/tiny") == path and resolve_model(f"hf-hub:me/tiny@{commit}") == path
+    assert len(fake_hub.requests) == seen
+    with pytest.raises(ImtransError, match="not in the Hugging Face cache.*HF_HUB_OFFLINE"):
+        resolve_model("hf-hub:me/other")
+
+
+@pytest.fixture(scope="module")
+def glow_run(tmp_path_factory):
+    """The quickstart recipe, tiny: 32 px, a 4-filter U-Net, 2 steps, samples and the evaluation at step 2."""
+    from imtrans.engine.trainer import Trainer
+    from imtrans.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("runs")
+    r = load_recipe(ROOT / "recipes" / "quickstart.toml", [
+        "data.a.count=4", "data.a.size=32", "data.b.count=4", "data.b.size=32", "data.batch_size=2",
+        "model.generator.ngf=4", "model.generator.num_downs=5", "model.discriminator.ndf=4",
+        "train.max_steps=2", "train.sample_every=2", "train.eval_images=2", "train.log_every=1",
+        f"output.root={json.dumps(str(root))}",
+    ])
+    Trainer(r, progress=False, handle_signals=False).fit()
+    return root / "quickstart"
+
+
+def _front_matter(readme: str) -> dict:
+    yaml = pytest.importorskip("yaml")
+    assert readme.startswith("---\n")
+    return yaml.safe_load(readme.split("---\n")[1])
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _cli(*args: str) -> int:
+    from imtrans.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    return e.value.code
+
+
+def test_push_dry_run_writes_exactly_the_repository(glow_run, tmp_path, capsys):
+    from imtrans.engine.report import read_metrics
+
+    out = tmp_path / "repo"
+    assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(out)) == 0
+    assert "nothing uploaded" in capsys.readouterr().out
+    files = _files(out)
+    assert sorted(files) == ["README.md", "generators.safetensors", "recipe.resolved.toml", "samples/step_0000002.png"]
+    assert files["samples/step_0000002.png"] == (glow_run / "samples" / "step_0000002.png").read_bytes()
+    meta = ckpt.read_meta(out / "generators.safetensors")
+    run_meta = ckpt.read_meta(glow_run)
+    assert files["recipe.resolved.toml"].decode() == run_meta["recipe"]
+    assert meta["translators"] == {"a2b": "G", "b2a": "F"} and set(meta["nets"]) == {"G", "F"}
+    assert meta["nets"]["G"] == run_meta["nets"]["G"] and meta["step"] == 2  # architecture + origin kept
+    for net in ("G", "F"):
+        assert _same(ckpt.load_weights(out / "generators.safetensors", net), ckpt.load_weights(glow_run, net))
+    assert not any(k.startswith("D_") for k in ckpt.load_weights(out / "generators.safetensors"))
+    card = files["README.md"].decode()
+    fm = _front_matter(card)
+    last = [r for r in read_metrics(glow_run / "metrics.jsonl") if r.get("kind") == "eval"][-1]
+    assert fm["library_name"] == "imtrans" and fm["tags"] == ["image-to-image", "cyclegan", "imtrans"]
+    assert fm["datasets"] == ["synthetic-glow"] and fm["imtrans"]["plugins"] == []
+    assert fm["imtrans"]["evaluation"] == {"step": 2, **last["metrics"]} and "gt_l1_a2b" in last["metrics"]
+    assert "imtrans translate hf-hub:me/glow photos/ -o translated_a2b/\n" in card
+    assert "imtrans translate hf-hub:me/glow photos/ -o translated_b2a/ --direction b2a\n" in card
+    # again, a2b only: the folder is replaced whole (no F, the same samples)
+    assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(out), "--direction", "a2b") == 0
+    assert set(ckpt.load_weights(out / "generators.safetensors")) == {k for k in ckpt.load_weights(glow_run)
+                                                                       if k.startswith("G.")}
+    assert "--direction b2a" not in (out / "README.md").read_text()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(tmp_path / "mine")) == 1
+    assert "is not a folder written by `imtrans push`" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_push_uploads_that_folder_through_the_hub_client(glow_run, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def create_repo(self, repo_id, **kw):
+        calls.append(("create_repo", repo_id, kw))
+
+    def upload_folder(self, **kw):
+        calls.append(("upload_folder", kw["repo_id"], {**kw, "files": _files(Path(kw["folder_path"]))}))
+        return hf.CommitInfo(commit_url="https://huggingface.co/me/glow/commit/abc", commit_message=kw["commit_message"],
+                             commit_description="", oid="abc", pr_url=None)
+
+    monkeypatch.setattr(hf.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(hf.HfApi, "upload_folder", upload_folder)
+    assert _cli("push", str(glow_run), "me/glow", "--private") == 0
+    said = capsys.readouterr().out
+    assert "pushed" in said and "https://huggingface.co/me/glow/commit/abc" in said and "hf-hub:me/glow" in said
+    (_, repo, kw), (_, repo2, up) = calls
+    assert repo == repo2 == "me/glow" and kw == {"private": True, "exist_ok": True, "repo_type": "model"}
+    assert up["repo_type"] == "model" and up["delete_patterns"] == ["samples/*"] and "step 2" in up["commit_message"]
+    assert not Path(up["folder_path"]).exists()  # the staging folder was temporary
+    assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(tmp_path / "dry")) == 0
+    assert up["files"] == _files(tmp_path / "dry")  # exactly what --dry-run shows
+
+
+def test_round_trip_same_pixels_as_the_run(glow_run, tmp_path, fake_hub):
+    """push --dry-run, serve that folder, pull by hf-hub id: translate, demo, eval and fine-tuning get
+    the run's own generators."""
+    from imtrans.demo import DemoModel
+    from imtrans.zoo import push
+
+    push.stage(glow_run, "me/glow", tmp_path / "repo")
+    fake_hub.publish_folder("me/glow", tmp_path / "repo")
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    outs = {}
+    for d in ("a2b", "b2a"):
+        kw = dict(direction=d, device="cpu", precision="fp32", backend="torch")
+        outs[d] = np.asarray(load_translator("hf-hub:me/glow", **kw)(img))
+        assert np.array_equal(outs[d], np.asarray(load_translator(glow_run, **kw)(img))), d
+    assert not np.array_equal(outs["a2b"], outs["b2a"])  # each direction got its own generator
+    src = tmp_path / "in"
+    src.mkdir()
+    img.save(src / "x.png")
+    for model, out in (("hf-hub:me/glow", "hub"), (str(glow_run), "run")):
+        assert _cli("translate", model, str(src), "-o", str(tmp_path / out), "--no-progress", "--precision", "fp32",
+                    "--backend", "torch", "--direction", "b2a") == 0
+    assert (tmp_path / "hub" / "x.png").read_bytes() == (tmp_path / "run" / "x.png").read_bytes()
+    assert DemoModel("hf-hub:me/glow", device="cpu", precision="fp32", tile=None).directions == ["a2b", "b2a"]
+    # fine-tuning: a generator's `pretrained` takes the id (the a2b generator), and checks the architecture
+    spec = dict(ckpt.read_meta(glow_run)["nets"]["G"]["spec"])
+    spec.pop("name")
+    g = registry.build("generator", "unet", **{**spec, "pretrained": "hf-hub:me/glow"})
+    assert _same(g.state_dict(), ckpt.load_weights(glow_run, "G"))
+    with pytest.raises(ImtransError, match="has ngf=8; use ngf=4"):
+        registry.build("generator", "unet", **{**spec, "ngf": 8, "pretrained": "hf-hub:me/glow"})
