@@ -25,6 +25,7 @@ from conftest import ROOT, make_dist_plugin, tiny_recipe_data
 from imtrans import load_translator, registry
 from imtrans.engine import checkpoint as ckpt
 from imtrans.errors import ImtransError
+from imtrans.eval.features import FeatureExtractor
 
 hf = pytest.importorskip("huggingface_hub")
 
@@ -165,6 +166,18 @@ def glow_run(tmp_path_factory):
     return root / "quickstart"
 
 
+class ChannelStats(FeatureExtractor):
+    """Each channel's mean and deviation: an extractor that costs nothing (eval's plumbing, not FID's value)."""
+
+    dim = 6
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        return image.float()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)
+
+
 def _front_matter(readme: str) -> dict:
     yaml = pytest.importorskip("yaml")
     assert readme.startswith("---\n")
@@ -267,6 +280,18 @@ def test_round_trip_same_pixels_as_the_run(glow_run, tmp_path, fake_hub):
                     "--backend", "torch", "--direction", "b2a") == 0
     assert (tmp_path / "hub" / "x.png").read_bytes() == (tmp_path / "run" / "x.png").read_bytes()
     assert DemoModel("hf-hub:me/glow", device="cpu", precision="fp32", tile=None).directions == ["a2b", "b2a"]
+    # eval: the same FID through the id as through the run (features: channel means and deviations)
+    from imtrans.eval.evaluate import evaluate_run
+
+    for side in ("testA", "testB"):
+        (tmp_path / "data" / side).mkdir(parents=True)
+        for i in range(3):
+            shifted = np.roll(np.asarray(img), 7 * i + (side == "testB"), axis=1)
+            Image.fromarray(shifted).save(tmp_path / "data" / side / f"{i}.png")
+    fids = [evaluate_run(m, "b2a", data_root=tmp_path / "data", extractor=ChannelStats("none", "none"), device="cpu",
+                         precision="fp32", kid_subsets=2, use_cache=False) for m in ("hf-hub:me/glow", glow_run)]
+    assert np.isfinite(fids[0].fid) and fids[0].fid == fids[1].fid and fids[0].n_fake == 3
+    assert "hf-hub:me/glow (b2a)" in fids[0].fake
     # fine-tuning: a generator's `pretrained` takes the id (the a2b generator), and checks the architecture
     spec = dict(ckpt.read_meta(glow_run)["nets"]["G"]["spec"])
     spec.pop("name")
@@ -274,3 +299,55 @@ def test_round_trip_same_pixels_as_the_run(glow_run, tmp_path, fake_hub):
     assert _same(g.state_dict(), ckpt.load_weights(glow_run, "G"))
     with pytest.raises(ImtransError, match="has ngf=8; use ngf=4"):
         registry.build("generator", "unet", **{**spec, "ngf": 8, "pretrained": "hf-hub:me/glow"})
+
+
+PLUG = '''
+from imtrans import hookimpl
+from imtrans.nets.generators import ResnetGenerator
+
+
+class PlugResnet(ResnetGenerator):
+    """The resnet generator under a plugin's name (a test plugin)."""
+
+
+@hookimpl
+def register_generators(register):
+    register("plug_resnet", PlugResnet)
+'''
+
+
+def test_a_plugin_generator_travels_with_its_pip_install(tmp_path, fake_hub, fresh_plugins):
+    """A run trained with a plugin's generator: the card names the distribution, and pulling it where the
+    plugin is missing says which `pip install` brings it."""
+    from imtrans.engine.trainer import Trainer
+    from imtrans.recipe import recipe_from_dict
+    from imtrans.zoo import push
+
+    sys.path.insert(0, str(make_dist_plugin(tmp_path / "site", "imtrans-plug", "imtrans_plug", PLUG, version="0.2")))
+    fresh_plugins.load_plugins(reload=True)
+    data = tiny_recipe_data(tmp_path / "runs", "plug", max_steps=1, sample_every=0, eval_fid=False, eval_images=2)
+    data["model"]["generator"]["name"] = "plug_resnet"
+    Trainer(recipe_from_dict(data), progress=False, handle_signals=False).fit()
+    push.stage(tmp_path / "runs" / "plug", "me/plug", tmp_path / "repo")
+    fm = _front_matter((tmp_path / "repo" / "README.md").read_text())
+    assert fm["imtrans"]["plugins"] == ["imtrans-plug==0.2"] and fm["imtrans"]["evaluation"]["step"] == 1
+    assert "pip install 'imtrans[hub]' imtrans-plug==0.2\n" in (tmp_path / "repo" / "README.md").read_text()
+    fake_hub.publish_folder("me/plug", tmp_path / "repo")
+    assert load_translator("hf-hub:me/plug", device="cpu", precision="fp32", backend="torch").multiple == 4
+    sys.path.remove(str(tmp_path / "site"))  # uninstall it
+    sys.modules.pop("imtrans_plug", None)
+    fresh_plugins.load_plugins(reload=True)
+    with pytest.raises(ImtransError, match=r"'hf-hub:me/plug' needs generator 'plug_resnet' from the plugin "
+                                           r"distribution 'imtrans-plug' 0\.2.*`pip install imtrans-plug==0\.2`"):
+        load_translator("hf-hub:me/plug", direction="b2a", device="cpu")
+
+
+def test_without_huggingface_hub_one_sentence_says_how_to_install_it(monkeypatch, glow_run, tmp_path):
+    from imtrans.zoo import push, resolve_model
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import fails as if not installed
+    for call in (lambda: resolve_model("hf-hub:me/glow"), lambda: push.push(glow_run, "me/glow")):
+        with pytest.raises(ImtransError, match=r"need the huggingface_hub package.*`pip install 'imtrans\[hub\]'`$"):
+            call()
+    push.stage(glow_run, "me/glow", tmp_path / "dry")  # --dry-run needs no client
+    assert (tmp_path / "dry" / "generators.safetensors").is_file()

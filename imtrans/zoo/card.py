@@ -68,13 +68,15 @@ def model_card(info: dict[str, Any]) -> str:
 
     ``info``: ``repo_id``, ``scheme``, ``step``, ``directions`` (``{"a2b": "G", ...}``), ``dataset``,
     ``plugins`` (pins the generators need), ``trained_with`` (other plugin pins of the run),
-    ``evaluation`` (``{"step": N, metric: value...}`` or ``{}``), ``sample`` (a path in the repo or ``None``).
+    ``evaluation`` (``{"step": N, metric: value...}`` or ``{}``), ``sample`` (a path in the repo or ``None``),
+    ``description`` (the recipe's, may be empty).
     """
     ref = PREFIX + info["repo_id"]
     ev = dict(info["evaluation"])
     lines = [front_matter(info), f"# {info['repo_id'].split('/', 1)[1]}", "",
-             f"A {info['scheme']} image-to-image translator trained with [imtrans](https://pypi.org/project/imtrans/)"
-             f" for {info['step']} steps" + (f" on `{info['dataset']}`" if info["dataset"] else "") + ".",
+             f"A {info['scheme'] + ' ' if info['scheme'] else ''}image-to-image translator trained with imtrans for {info['step']} steps"
+             + (f" on `{info['dataset']}`" if info["dataset"] else "") + "."
+             + (f" Its recipe: {info['description']}" if info.get("description") else ""),
              "", "## Use it", "", "```bash", *_commands(info), "```", "",
              "```python", "from imtrans import load_translator", "",
              f'translator = load_translator("{ref}")  # PIL image in, PIL image out', "```", ""]

@@ -42,6 +42,9 @@ def _chosen(meta: dict[str, Any], run: Any, direction: str) -> dict[str, str]:
         translators = {k: v for k, v in translators.items() if k == "a2b"}
     if not translators:
         raise ImtransError(f"{run} holds no generator translating a2b, so there is nothing to push")
+    missing = [n for n in translators.values() if n not in (meta.get("nets") or {})]
+    if missing:
+        raise ImtransError(f"{run} names generator '{missing[0]}' but holds no such network; the file is corrupt")
     return translators
 
 
@@ -57,16 +60,21 @@ def _last_eval(folder: Path | None, step: int) -> dict[str, Any]:
     return {"step": evals[-1]["step"], **metrics} if metrics else {}
 
 
-def _dataset(recipe_text: str) -> str:
-    """The data set's name: ``data.dataset``, the folder of ``data.root``, else the domain parts' names."""
+def _recipe(text: str) -> dict[str, Any]:
+    """The recipe TOML as a table (``{}`` when there is none or it does not parse)."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        data = tomllib.loads(recipe_text).get("data", {}) if recipe_text else {}
+        return tomllib.loads(text) if text else {}
     except tomllib.TOMLDecodeError:
-        return ""
+        return {}
+
+
+def _dataset(recipe: dict[str, Any]) -> str:
+    """The data set's name: ``data.dataset``, the folder of ``data.root``, else the domain parts' names."""
+    data = recipe.get("data") if isinstance(recipe.get("data"), dict) else {}
     if data.get("dataset") or data.get("root"):
         return str(data.get("dataset") or Path(str(data["root"])).name)
     names = []
@@ -119,10 +127,12 @@ def contents(run: str | Path, repo_id: str, direction: str = "both") -> tuple[di
     sample = f"samples/{samples[-1].name}" if samples else None
     if sample:
         files[sample] = samples[-1].read_bytes()
+    parsed = _recipe(recipe)
     used = [i.get("origin") for i in nets.values() if isinstance(i, dict)]
     plugins = card.plugin_pins(used)
-    info = {"repo_id": repo_id, "scheme": str(meta.get("scheme") or "cyclegan"), "step": int(meta.get("step") or 0),
-            "directions": translators, "dataset": _dataset(recipe), "plugins": plugins,
+    info = {"repo_id": repo_id, "scheme": str(meta.get("scheme") or ""), "step": int(meta.get("step") or 0),
+            "directions": translators, "dataset": _dataset(parsed), "plugins": plugins,
+            "description": str(parsed.get("description") or ""),
             "trained_with": [p for p in card.plugin_pins(list((meta.get("parts") or {}).values())) if p not in plugins],
             "evaluation": _last_eval(folder, int(meta.get("step") or 0)), "sample": sample}
     files[hub.CARD] = card.model_card(info).encode("utf-8")
