@@ -2,8 +2,10 @@
 client checked at its boundary.
 
 The fake Hub answers what ``huggingface_hub.hf_hub_download`` asks (read from its source):
-``HEAD``/``GET /{owner}/{name}/resolve/{revision}/{file}`` with ``X-Repo-Commit`` and ``ETag``, and
-errors carried by ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``).
+``HEAD``/``GET /{owner}/{name}/resolve/{revision}/{file}`` with ``X-Repo-Commit`` and ``ETag``; for a
+large (LFS) file a redirect to its storage with ``X-Linked-Etag`` (the sha256 that names the cached
+blob) and ``X-Linked-Size``; errors carried by ``X-Error-Code`` (``RepoNotFound``,
+``RevisionNotFound``, ``EntryNotFound``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict = {}
         self.requests: list[tuple[str, str]] = []
+        self.blobs: dict[str, bytes] = {}
+        self.cdn = ""  # the storage's origin: another server (the client follows no redirect off the Hub)
 
     def publish(self, repo: str, files: dict[str, bytes], ref: str = "main") -> str:
         commit = hashlib.sha1(repr(sorted(files.items())).encode() + repo.encode()).hexdigest()
@@ -52,6 +56,9 @@ class FakeHub:
         """``(status, headers, body)`` for one request."""
         self.requests.append((method, path))
         parts = urllib.parse.urlsplit(path).path.split("/")
+        if parts[1] == "cdn":  # the LFS storage a resolve of a large file redirects to
+            data = self.blobs.get(parts[2])
+            return (200, {}, data) if data is not None else (404, {}, b"")
         if len(parts) < 6 or parts[3] != "resolve":
             return 404, {}, b""
         repo, rev, name = "/".join(parts[1:3]), urllib.parse.unquote(parts[4]), "/".join(parts[5:])
@@ -64,7 +71,12 @@ class FakeHub:
         data = r["commits"][commit].get(name)
         if data is None:
             return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b""
-        return 200, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'}, data
+        sha = hashlib.sha256(data).hexdigest()
+        if name.endswith(".safetensors"):  # an LFS file: the Hub links to its storage, naming the blob
+            self.blobs[sha] = data
+            return 302, {"X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
+                         "ETag": '"git-pointer"', "Location": f"{self.cdn}/cdn/{sha}"}, b""
+        return 200, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}, data
 
 
 @pytest.fixture
@@ -93,15 +105,18 @@ def fake_hub(tmp_path, monkeypatch):
         def do_GET(self):
             self._reply(True)
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd, cdn = (http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2))
+    for server in (httpd, cdn):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    hub.cdn = f"http://127.0.0.1:{cdn.server_address[1]}"
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
     # huggingface_hub reads HF_HOME / HF_HUB_OFFLINE once, at import: set its resolved values
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     yield hub
-    httpd.shutdown()
-    httpd.server_close()
+    for server in (httpd, cdn):
+        server.shutdown()
+        server.server_close()
 
 
 def generator_file(seed: int, **params) -> bytes:
@@ -130,6 +145,7 @@ def test_pull_by_revision_and_the_errors_of_each_miss(fake_hub, monkeypatch, tmp
     path = resolve_model("hf-hub:me/tiny")
     assert Path(path).is_relative_to(Path(hf.constants.HF_HUB_CACHE)) and "models--me--tiny" in str(path)
     assert ("HEAD", "/me/tiny/resolve/v1/generators.safetensors") in fake_hub.requests
+    assert Path(path).resolve().name == hashlib.sha256(main).hexdigest()  # the blob, named by its sha256
     assert not any("README" in p or "bin" in p for _, p in fake_hub.requests)  # one file, never a pickle
     for ref, direction, msg in (
             ("hf-hub:me/tiny@v9", "a2b", "has no revision 'v9'"),
@@ -231,6 +247,10 @@ def test_push_dry_run_writes_exactly_the_repository(glow_run, tmp_path, capsys):
     assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(tmp_path / "mine")) == 1
     assert "is not a folder written by `imtrans push`" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+    for args, msg in ((["not-a-repo"], "'not-a-repo' does not name a Hub repository"),
+                      (["me/glow", "--direction", "b2a"], "--direction 'b2a' is not one of both, a2b")):
+        assert _cli("push", str(glow_run), *args, "--dry-run", "--out", str(tmp_path / "x")) == 1
+        assert msg in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_push_uploads_that_folder_through_the_hub_client(glow_run, tmp_path, monkeypatch, capsys):
@@ -261,9 +281,8 @@ def test_round_trip_same_pixels_as_the_run(glow_run, tmp_path, fake_hub):
     """push --dry-run, serve that folder, pull by hf-hub id: translate, demo, eval and fine-tuning get
     the run's own generators."""
     from imtrans.demo import DemoModel
-    from imtrans.zoo import push
 
-    push.stage(glow_run, "me/glow", tmp_path / "repo")
+    assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(tmp_path / "repo")) == 0
     fake_hub.publish_folder("me/glow", tmp_path / "repo")
     img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8))
     outs = {}
