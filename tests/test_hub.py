@@ -370,3 +370,29 @@ def test_without_huggingface_hub_one_sentence_says_how_to_install_it(monkeypatch
             call()
     push.stage(glow_run, "me/glow", tmp_path / "dry")  # --dry-run needs no client
     assert (tmp_path / "dry" / "generators.safetensors").is_file()
+
+
+def test_a_fresh_process_follows_the_hub_environment(glow_run, tmp_path, fake_hub):
+    """`imtrans translate hf-hub:...` in a new process: HF_ENDPOINT picks the server, HF_HOME the cache
+    (huggingface_hub reads both at import, as users set them)."""
+    import os
+
+    from conftest import run_cli
+
+    from imtrans.zoo import push
+
+    push.stage(glow_run, "me/glow", tmp_path / "repo")
+    fake_hub.publish_folder("me/glow", tmp_path / "repo")
+    (tmp_path / "in").mkdir()
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (32, 40, 3), dtype=np.uint8))
+    img.save(tmp_path / "in" / "a.png")
+    assert "HF_HUB_CACHE" not in os.environ  # (it would win over HF_HOME)
+    env = {"HF_ENDPOINT": os.environ["HF_ENDPOINT"], "HF_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "0",
+           "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    r = run_cli("translate", "hf-hub:me/glow", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--no-progress",
+                "--precision", "fp32", "--backend", "torch", env=env)
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "home" / "hub" / "models--me--glow" / "snapshots").glob("*/generators.safetensors"))
+    t = load_translator(glow_run, device="cpu", precision="fp32", backend="torch")
+    want = np.asarray(t(Image.open(tmp_path / "in" / "a.png")))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), want)
