@@ -1,21 +1,11 @@
-"""Hugging Face Hub models without the network: a fake Hub on 127.0.0.1 (``HF_ENDPOINT``) and the upload
-client checked at its boundary.
-
-The fake Hub answers what ``huggingface_hub.hf_hub_download`` asks (read from its source):
-``HEAD``/``GET /{owner}/{name}/resolve/{revision}/{file}`` with ``X-Repo-Commit`` and ``ETag``; for a
-large (LFS) file a redirect to its storage with ``X-Linked-Etag`` (the sha256 that names the cached
-blob) and ``X-Linked-Size``; errors carried by ``X-Error-Code`` (``RepoNotFound``,
-``RevisionNotFound``, ``EntryNotFound``).
-"""
+"""Hugging Face Hub models without the network: a fake Hub on 127.0.0.1 (``HF_ENDPOINT``, see
+``fakehub.py``) and the upload client checked at its boundary."""
 
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import sys
-import threading
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +14,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, make_dist_plugin, tiny_recipe_data
+from fakehub import serve
 from imtrans import load_translator, registry
 from imtrans.engine import checkpoint as ckpt
 from imtrans.errors import ImtransError
@@ -32,91 +23,17 @@ from imtrans.eval.features import FeatureExtractor
 hf = pytest.importorskip("huggingface_hub")
 
 
-class FakeHub:
-    """Repositories ``{repo: {"refs": {name: commit}, "commits": {commit: {path: bytes}}}}`` and the requests seen."""
-
-    def __init__(self) -> None:
-        self.repos: dict = {}
-        self.requests: list[tuple[str, str]] = []
-        self.blobs: dict[str, bytes] = {}
-        self.cdn = ""  # the storage's origin: another server (the client follows no redirect off the Hub)
-
-    def publish(self, repo: str, files: dict[str, bytes], ref: str = "main") -> str:
-        commit = hashlib.sha1(repr(sorted(files.items())).encode() + repo.encode()).hexdigest()
-        r = self.repos.setdefault(repo, {"refs": {}, "commits": {}})
-        r["commits"][commit] = dict(files)
-        r["refs"][ref] = commit
-        return commit
-
-    def publish_folder(self, repo: str, folder: Path, ref: str = "main") -> str:
-        return self.publish(repo, {p.relative_to(folder).as_posix(): p.read_bytes()
-                                   for p in folder.rglob("*") if p.is_file()}, ref)
-
-    def answer(self, method: str, path: str):
-        """``(status, headers, body)`` for one request."""
-        self.requests.append((method, path))
-        parts = urllib.parse.urlsplit(path).path.split("/")
-        if parts[1] == "cdn":  # the LFS storage a resolve of a large file redirects to
-            data = self.blobs.get(parts[2])
-            return (200, {}, data) if data is not None else (404, {}, b"")
-        if len(parts) < 6 or parts[3] != "resolve":
-            return 404, {}, b""
-        repo, rev, name = "/".join(parts[1:3]), urllib.parse.unquote(parts[4]), "/".join(parts[5:])
-        if repo not in self.repos:  # the Hub answers 401 for a repository it will not show
-            return 401, {"X-Error-Code": "RepoNotFound"}, b""
-        r = self.repos[repo]
-        commit = r["refs"].get(rev, rev if rev in r["commits"] else None)
-        if commit is None:
-            return 404, {"X-Error-Code": "RevisionNotFound"}, b""
-        data = r["commits"][commit].get(name)
-        if data is None:
-            return 404, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, b""
-        sha = hashlib.sha256(data).hexdigest()
-        if name.endswith(".safetensors"):  # an LFS file: the Hub links to its storage, naming the blob
-            self.blobs[sha] = data
-            return 302, {"X-Repo-Commit": commit, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
-                         "ETag": '"git-pointer"', "Location": f"{self.cdn}/cdn/{sha}"}, b""
-        return 200, {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}, data
-
-
 @pytest.fixture
 def fake_hub(tmp_path, monkeypatch):
     """The fake Hub served on 127.0.0.1, ``HF_ENDPOINT`` pointing at it, the Hub cache in tmp, online."""
     from huggingface_hub import constants
 
-    hub = FakeHub()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
-        def _reply(self, body: bool):
-            status, headers, data = hub.answer(self.command, self.path)
-            self.send_response(status)
-            for k, v in {**headers, "Content-Length": str(len(data))}.items():
-                self.send_header(k, v)
-            self.end_headers()
-            if body:
-                self.wfile.write(data)
-
-        def do_HEAD(self):
-            self._reply(False)
-
-        def do_GET(self):
-            self._reply(True)
-
-    httpd, cdn = (http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2))
-    for server in (httpd, cdn):
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    hub.cdn = f"http://127.0.0.1:{cdn.server_address[1]}"
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{httpd.server_address[1]}")
-    # huggingface_hub reads HF_HOME / HF_HUB_OFFLINE once, at import: set its resolved values
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    yield hub
-    for server in (httpd, cdn):
-        server.shutdown()
-        server.server_close()
+    with serve() as (hub, endpoint):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        # huggingface_hub reads HF_HOME / HF_HUB_OFFLINE once, at import: set its resolved values
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield hub
 
 
 def generator_file(seed: int, **params) -> bytes:
@@ -396,3 +313,21 @@ def test_a_fresh_process_follows_the_hub_environment(glow_run, tmp_path, fake_hu
     t = load_translator(glow_run, device="cpu", precision="fp32", backend="torch")
     want = np.asarray(t(Image.open(tmp_path / "in" / "a.png")))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), want)
+
+
+def test_a_lone_weights_file_pushes_and_pulls(tmp_path, fake_hub):
+    """A .safetensors file without a run around it (e.g. from import-weights, no translators map): its one
+    generator goes up as a2b, with a card but no recipe or samples."""
+    from imtrans.engine.checkpoint import save_weights
+    from imtrans.zoo import push
+
+    torch.manual_seed(0)
+    g = registry.build("generator", "resnet", ngf=4, n_blocks=1)
+    save_weights(tmp_path / "G.safetensors", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}})
+    push.stage(tmp_path / "G.safetensors", "me/lone", tmp_path / "repo")
+    assert sorted(_files(tmp_path / "repo")) == ["README.md", "generators.safetensors"]
+    fm = _front_matter((tmp_path / "repo" / "README.md").read_text())
+    assert fm["imtrans"]["directions"] == {"a2b": "G"} and "datasets" not in fm and fm["tags"][0] == "image-to-image"
+    fake_hub.publish_folder("me/lone", tmp_path / "repo")
+    assert _same(registry.build("generator", "resnet", ngf=4, n_blocks=1, pretrained="hf-hub:me/lone").state_dict(),
+                 g.state_dict())

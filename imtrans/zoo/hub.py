@@ -120,19 +120,25 @@ def download(ref: str) -> Path:
     return Path(path)
 
 
+def translators(meta: dict[str, Any]) -> dict[str, str]:
+    """Direction -> network of a weights file; one without that map but with one generator translates a2b."""
+    found = dict(meta.get("translators") or {})
+    if not found:  # e.g. written by `imtrans import-weights`
+        gens = [n for n, i in (meta.get("nets") or {}).items() if isinstance(i, dict) and i.get("kind") == "generator"]
+        found = {"a2b": gens[0]} if len(gens) == 1 else {}
+    return found
+
+
 def _translator(meta: dict[str, Any], ref: str, direction: str) -> str:
     """The network of ``meta`` that translates in ``direction`` (one sentence when there is none)."""
-    translators = meta.get("translators") or {}
-    if not translators:
-        gens = [n for n, i in (meta.get("nets") or {}).items() if isinstance(i, dict) and i.get("kind") == "generator"]
-        translators = {"a2b": gens[0]} if len(gens) == 1 else {}
-    if direction not in translators:
-        has = ", ".join(sorted(translators)) or "none"
+    found = translators(meta)
+    if direction not in found:
+        has = ", ".join(sorted(found)) or "none"
         raise ImtransError(
             f"'{ref}' has no direction '{direction}' (it has {has}); pass --direction accordingly, or push the "
             "run again with --direction both"
         )
-    return str(translators[direction])
+    return str(found[direction])
 
 
 def resolve(ref: str, direction: str = "a2b") -> Path:

@@ -34,10 +34,7 @@ def run_folder(run: str | Path, ckpt: Path) -> Path | None:
 def _chosen(meta: dict[str, Any], run: Any, direction: str) -> dict[str, str]:
     if direction not in DIRECTIONS:
         raise ImtransError(f"--direction '{direction}' is not one of {', '.join(DIRECTIONS)}")
-    translators = dict(meta.get("translators") or {})
-    if not translators:  # e.g. `imtrans import-weights` output: one generator, translating a2b
-        gens = [n for n, i in (meta.get("nets") or {}).items() if isinstance(i, dict) and i.get("kind") == "generator"]
-        translators = {"a2b": gens[0]} if len(gens) == 1 else {}
+    translators = hub.translators(meta)
     if direction == "a2b":
         translators = {k: v for k, v in translators.items() if k == "a2b"}
     if not translators:
