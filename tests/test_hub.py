@@ -192,6 +192,8 @@ def test_push_uploads_that_folder_through_the_hub_client(glow_run, tmp_path, mon
     assert not Path(up["folder_path"]).exists()  # the staging folder was temporary
     assert _cli("push", str(glow_run), "me/glow", "--dry-run", "--out", str(tmp_path / "dry")) == 0
     assert up["files"] == _files(tmp_path / "dry")  # exactly what --dry-run shows
+    assert _cli("push", str(glow_run), "me/glow", "--out", str(tmp_path / "o")) == 1 and len(calls) == 2
+    assert "add --dry-run" in capsys.readouterr().err
 
 
 def test_round_trip_same_pixels_as_the_run(glow_run, tmp_path, fake_hub):

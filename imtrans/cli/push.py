@@ -27,9 +27,12 @@ def push(
     """
     from rich.markup import escape
 
+    from imtrans.errors import ImtransError
     from imtrans.zoo import hub
     from imtrans.zoo import push as publish
 
+    if out is not None and not dry_run:
+        raise ImtransError("--out names where --dry-run writes the folder; add --dry-run, or leave out --out to upload")
     if dry_run:
         base = Path(run) if Path(run).is_dir() else Path(run).parent
         dest = out if out is not None else base / "hub" / hub.check_repo_id(repo).replace("/", "--")
