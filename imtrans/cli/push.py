@@ -22,8 +22,8 @@ def push(
 ) -> None:
     """Upload the generator(s), resolved recipe, newest samples and a model card to the Hugging Face Hub.
 
-    Anyone can then run `imtrans translate hf-hub:OWNER/NAME ...`.  Needs `pip install 'imtrans[hub]'`
-    and a token with write access (`hf auth login` or HF_TOKEN).
+    Anyone can then run `imtrans translate hf-hub:OWNER/NAME ...`.  Needs the hub extra of imtrans
+    (huggingface_hub) and a token with write access (`hf auth login` or HF_TOKEN).
     """
     from rich.markup import escape
 
