@@ -70,7 +70,8 @@ def test_pull_by_revision_and_the_errors_of_each_miss(fake_hub, monkeypatch, tmp
             ("hf-hub:me/absent", "a2b", "'me/absent' was not found"),
             ("hf-hub:me/tiny", "b2a", r"'hf-hub:me/tiny' has no direction 'b2a' \(it has a2b\)"),
             ("hf-hub:noslash", "a2b", "does not name a Hub repository"),
-            ("hf-hub:me/tiny@", "a2b", "empty revision")):
+            ("hf-hub:me/tiny@", "a2b", "empty revision"),
+            ("hf-hub:me/a--b", "a2b", "'hf-hub:me/a--b' is not a valid Hub repository id")):
         with pytest.raises(ImtransError, match=msg):
             resolve_model(ref, direction=direction)
     # offline with a warm cache: the same file, no request; a model never pulled names the way out
@@ -178,8 +179,8 @@ def test_push_uploads_that_folder_through_the_hub_client(glow_run, tmp_path, mon
 
     def upload_folder(self, **kw):
         calls.append(("upload_folder", kw["repo_id"], {**kw, "files": _files(Path(kw["folder_path"]))}))
-        return hf.CommitInfo(commit_url="https://huggingface.co/me/glow/commit/abc", commit_message=kw["commit_message"],
-                             commit_description="", oid="abc", pr_url=None)
+        return hf.CommitInfo(commit_url="https://huggingface.co/me/glow/commit/abc",
+                             commit_message=kw["commit_message"], commit_description="", oid="abc", pr_url=None)
 
     monkeypatch.setattr(hf.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(hf.HfApi, "upload_folder", upload_folder)
@@ -333,3 +334,20 @@ def test_a_lone_weights_file_pushes_and_pulls(tmp_path, fake_hub):
     fake_hub.publish_folder("me/lone", tmp_path / "repo")
     assert _same(registry.build("generator", "resnet", ngf=4, n_blocks=1, pretrained="hf-hub:me/lone").state_dict(),
                  g.state_dict())
+
+
+def test_card_separates_the_plugins_to_install_from_those_training_used():
+    from imtrans.zoo import card
+
+    origins = [{"dist": "imtrans", "version": "0.1.0"}, {"dist": "imtrans-cut", "version": "0.3"}, {}, None]
+    assert card.plugin_pins(origins) == ["imtrans-cut==0.3"]
+    text = card.model_card({"repo_id": "me/h2z", "scheme": "cut", "step": 7, "directions": {"a2b": "G"},
+                            "dataset": "horse2zebra", "plugins": ["imtrans-cut==0.3"],
+                            "trained_with": ["imtrans-textures==0.1"], "description": "",
+                            "evaluation": {"step": 5, "fid_a2b": 61.5, "kid_a2b": 0.02}, "sample": None})
+    fm = _front_matter(text)
+    assert fm["tags"] == ["image-to-image", "cut", "imtrans"] and fm["datasets"] == ["horse2zebra"]
+    assert fm["imtrans"]["plugins"] == ["imtrans-cut==0.3"] and fm["imtrans"]["evaluation"]["fid_a2b"] == 61.5
+    assert "pip install 'imtrans[hub]' imtrans-cut==0.3\n" in text and "(step 5)" in text and "| fid_a2b | 61.5 |" in text
+    assert "Training also used `imtrans-textures==0.1` (not needed to translate)." in text
+    assert card.finite_metrics({"a": float("nan"), "b": 1, "c": True, "d": "x"}) == {"b": 1.0}

@@ -74,7 +74,8 @@ def model_card(info: dict[str, Any]) -> str:
     ref = PREFIX + info["repo_id"]
     ev = dict(info["evaluation"])
     lines = [front_matter(info), f"# {info['repo_id'].split('/', 1)[1]}", "",
-             f"A {info['scheme'] + ' ' if info['scheme'] else ''}image-to-image translator trained with imtrans for {info['step']} steps"
+             f"A {info['scheme'] + ' ' if info['scheme'] else ''}image-to-image translator trained with imtrans "
+             f"for {info['step']} steps"
              + (f" on `{info['dataset']}`" if info["dataset"] else "") + "."
              + (f" Its recipe: {info['description']}" if info.get("description") else ""),
              "", "## Use it", "", "```bash", *_commands(info), "```", "",
@@ -83,7 +84,8 @@ def model_card(info: dict[str, Any]) -> str:
     if info["plugins"]:
         lines += [f"The generators need the plugin distribution(s) {', '.join(f'`{p}`' for p in info['plugins'])}.", ""]
     if info["trained_with"]:
-        lines += [f"Training also used {', '.join(f'`{p}`' for p in info['trained_with'])} (not needed to translate).", ""]
+        used = ", ".join(f"`{p}`" for p in info["trained_with"])
+        lines += [f"Training also used {used} (not needed to translate).", ""]
     lines += ["## Evaluation", ""]
     if ev:
         step = ev.pop("step", info["step"])

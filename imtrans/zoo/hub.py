@@ -114,9 +114,14 @@ def download(ref: str) -> Path:
             f"the Hub repository '{repo}' was not found (or it is private or gated: log in with `hf auth login` "
             "or set HF_TOKEN); check the owner/name"
         ) from None
+    except errors.HFValidationError as e:
+        raise ImtransError(
+            f"'{ref}' is not a valid Hub repository id ({_first_line(e)}); check the owner/name"
+        ) from None
     except (errors.HfHubHTTPError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ImtransError(f"could not download {WEIGHTS} of '{ref}' ({first}); check the network and HF_ENDPOINT") from None
+        raise ImtransError(
+            f"could not download {WEIGHTS} of '{ref}' ({_first_line(e)}); check the network and HF_ENDPOINT"
+        ) from None
     return Path(path)
 
 
@@ -127,6 +132,12 @@ def translators(meta: dict[str, Any]) -> dict[str, str]:
         gens = [n for n, i in (meta.get("nets") or {}).items() if isinstance(i, dict) and i.get("kind") == "generator"]
         found = {"a2b": gens[0]} if len(gens) == 1 else {}
     return found
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (huggingface_hub's run over several), or its type."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _translator(meta: dict[str, Any], ref: str, direction: str) -> str:

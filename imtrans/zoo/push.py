@@ -159,11 +159,14 @@ def upload(folder: str | Path, repo_id: str, *, private: bool = False, message: 
             f"pushing to the Hub needs a token with write access and none is set; run `hf auth login` or set "
             f"HF_TOKEN, then push {repo_id} again"
         ) from None
-    except errors.HfHubHTTPError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except errors.HFValidationError as e:
         raise ImtransError(
-            f"the Hub refused the push to '{repo_id}' ({first}); check that your token (`hf auth login` or "
-            "HF_TOKEN) may write to that owner"
+            f"'{repo_id}' is not a valid Hub repository id ({hub._first_line(e)}); check the owner/name"
+        ) from None
+    except errors.HfHubHTTPError as e:
+        raise ImtransError(
+            f"the Hub refused the push to '{repo_id}' ({hub._first_line(e)}); check that your token (`hf auth login` "
+            "or HF_TOKEN) may write to that owner"
         ) from None
     return str(getattr(info, "commit_url", "") or f"{hub.endpoint() or 'https://huggingface.co'}/{repo_id}")
 
@@ -175,4 +178,5 @@ def push(run: str | Path, repo_id: str, *, private: bool = False, direction: str
     with tempfile.TemporaryDirectory(prefix="imtrans-push-") as tmp:
         folder = Path(tmp) / "repo"
         _write_folder(folder, files)
-        return upload(folder, repo_id, private=private, message=f"imtrans push of {Path(run).name} (step {info['step']})")
+        message = f"imtrans push of {Path(run).name} (step {info['step']})"
+        return upload(folder, repo_id, private=private, message=message)
