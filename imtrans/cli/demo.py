@@ -14,7 +14,7 @@ from imtrans.demo.model import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 
 @app.command("demo")
 def demo(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name (imtrans pretrained list)."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file, pretrained model name (imtrans pretrained list) or hf-hub:owner/name."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but localhost exposes the page to the network."),
     port: Optional[int] = typer.Option(None, "--port", help="Port (default: 7860, or the next free one)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),

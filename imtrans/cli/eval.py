@@ -14,7 +14,7 @@ from imtrans.cli._console import console, err_console
 
 @app.command("eval")
 def eval_(
-    run: Optional[str] = typer.Argument(None, help="Run directory, checkpoint directory or .safetensors file."),
+    run: Optional[str] = typer.Argument(None, help="Run directory, checkpoint directory, .safetensors file, pretrained model name or hf-hub:owner/name."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a: which generator, which split."),
     data: Optional[Path] = typer.Option(None, "--data", help="Unpaired layout ROOT with testA/testB (default: the run's recipe)."),
     real: Optional[Path] = typer.Option(None, "--real", help="Folder of real target-domain images (instead of the split)."),

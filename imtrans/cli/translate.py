@@ -15,7 +15,7 @@ from imtrans.cli._console import console, err_console
 
 @app.command("translate")
 def translate(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file, pretrained model name or hf-hub:owner/name[@revision]."),
     inputs: list[str] = typer.Argument(..., metavar="INPUT", help="Image or video files, folders (recursive) or glob patterns."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (relative folders and file stems are kept)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a (CycleGAN: G or F)."),
@@ -132,7 +132,7 @@ def _summary(report, title: str) -> None:
 
 @app.command("export")
 def export(
-    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file or pretrained model name."),
+    model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file, pretrained model name or hf-hub:owner/name[@revision]."),
     format: str = typer.Option(..., "--format", "-f", help="onnx, or pt2 (a torch.export program)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt2)."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),

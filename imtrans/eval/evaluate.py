@@ -330,6 +330,11 @@ def evaluate_run(
     from imtrans.engine.runtime import resolve_device
 
     check_sources(run, real, fake, data_root)
+    label = run
+    if run is not None:
+        from imtrans.zoo import resolve_model
+
+        run = resolve_model(run, direction=direction)  # a zoo name or hf-hub: id becomes its weights file
     dev = resolve_device(device)
     extractor = extractor or build_extractor()
     need_split = real is None or fake is None
@@ -349,7 +354,7 @@ def evaluate_run(
         src = ImageSource(src_dom, str(getattr(src_dom, "root", src_dom)), size=size)
         out = Path(save) if save is not None else None
         fakes = translated(src, t.translate_batch, batch_size=t.batch_size, save=out)
-        res = evaluate_sets(ref, fakes, extractor, fake_label=f"{run} ({direction}) on {src.label}", **kw)
+        res = evaluate_sets(ref, fakes, extractor, fake_label=f"{label} ({direction}) on {src.label}", **kw)
         res.skipped = list(src.skipped) + res.skipped
     res.direction = direction if fake is None else None
     return res

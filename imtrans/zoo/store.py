@@ -204,8 +204,14 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
     use).  A plain word that is neither gets the closest zoo names as a hint;
     anything path-like is returned unchanged, for the checkpoint reader's own
     "does not exist" message.  A zoo model translates one way (``a2b``): asked
-    for ``b2a``, the message names its ``reverse`` model.
+    for ``b2a``, the message names its ``reverse`` model.  An
+    ``hf-hub:owner/name[@revision]`` id is pulled from the Hugging Face Hub
+    (:mod:`imtrans.zoo.hub`).
     """
+    from imtrans.zoo import hub
+
+    if hub.is_hub_id(model):
+        return hub.resolve(model, direction)
     if Path(model).exists():
         return model
     text = os.fspath(model)
@@ -240,7 +246,12 @@ def init_from_pretrained(net: Any, name: str, part: str, params: dict[str, Any])
     What a generator's ``pretrained = "horse2zebra"`` parameter runs.  The
     entry's architecture must be the network's (apart from dropout and
     initialisation); otherwise one sentence names the first differing parameter.
+    ``name`` may also be an ``hf-hub:owner/name[@revision]`` id.
     """
+    from imtrans.zoo import hub
+
+    if hub.is_hub_id(name):
+        return hub.init_from_hub(net, name, part, params)
     from imtrans.engine.checkpoint import load_into, load_weights
 
     from imtrans.registry import get_registry
