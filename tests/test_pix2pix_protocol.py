@@ -15,7 +15,6 @@ from PIL import Image
 
 from imtrans import load_translator, registry
 from imtrans.errors import ImtransError
-from imtrans.nets.norm_mode import published_norm_mode
 from imtrans.nets.official import imtrans_to_official
 from imtrans.translate.tiling import to_u8
 from imtrans.zoo.catalogue import PRETRAINED, Pretrained
@@ -57,12 +56,12 @@ def _official_u8(img: torch.Tensor, sd, train: bool, seed: int = 0) -> torch.Ten
 def test_zoo_pix2pix_model_runs_the_official_test_forward_by_default(zoo_file):
     path, sd = zoo_file
     t = load_translator(path, device="cpu", precision="fp32")
-    assert t.norm_mode == "train" and t.backend_name == "torch"
     img = _image(1)
     ours = torch.from_numpy(t.translate_batch([img])[0])
     # the official test.py without --eval, batch 1: batch statistics of the image, dropout with the same seed
     assert torch.equal(ours, _official_u8(img, sd, train=True))
     assert not torch.equal(ours, _official_u8(img, sd, train=False))
+    assert t.norm_mode == "train" and t.backend_name == "torch"
     ev = load_translator(path, device="cpu", precision="fp32", norm_mode="eval")
     assert ev.norm_mode == "eval"
     assert torch.equal(torch.from_numpy(ev.translate_batch([img])[0]), _official_u8(img, sd, train=False))
@@ -117,6 +116,8 @@ def test_tiles_use_whole_image_batch_statistics(zoo_file):
 
 
 def test_every_zoo_pix2pix_entry_is_marked_pix2pix():
+    from imtrans.nets.norm_mode import published_norm_mode
+
     entries = {n: e for n, e in PRETRAINED.items() if n.startswith("pix2pix_")}
     assert entries and all(e.scheme == "pix2pix" for e in entries.values())
     assert published_norm_mode({"scheme": "pix2pix"}) == "train"
@@ -130,6 +131,8 @@ def test_every_zoo_pix2pix_entry_is_marked_pix2pix():
     ({}, "eval"),  # a hand-imported file: nothing says how it was trained
 ])
 def test_published_norm_mode_from_metadata(meta, want):
+    from imtrans.nets.norm_mode import published_norm_mode
+
     assert published_norm_mode(meta) == want
 
 
@@ -148,3 +151,75 @@ def test_cli_translate_says_which_protocol_and_takes_norm_mode(zoo_file, tmp_pat
         assert ("pix2pix test protocol" if mode == "auto" else "eval mode") in text.err
         outs[mode] = (tmp_path / mode / "in.png").read_bytes()
     assert outs["auto"] != outs["eval"]
+
+
+def _tiny_pix2pix(tmp_path):
+    """A pix2pix scheme (batch norm, dropout), its augmentation and held-out synthetic pairs."""
+    from imtrans.engine.data import build_paired
+    from imtrans.recipe import recipe_from_dict
+
+    r = recipe_from_dict({
+        "scheme": {"name": "pix2pix"},
+        "data": {"a": {"name": "synthetic_paired", "count": 6, "size": 32}, "workers": 0,
+                 "augment": {"name": "none", "flip": False}},
+        "model": {"generator": {"name": "unet", "ngf": 4, "num_downs": 5, "norm": "batch", "dropout": True},
+                  "discriminator": {"name": "patchgan", "in_channels": 6, "ndf": 4, "n_layers": 1}},
+        "train": {"precision": "fp32"},
+        "output": {"root": str(tmp_path), "name": "p2p"},
+    })
+    torch.manual_seed(0)
+    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r)
+    augment = registry.build_spec("augmentation", r.data.augment.as_dict())
+    _, domains = build_paired(r, augment.prepare)
+    a = torch.rand(2, 3, 32, 32) * 2 - 1
+    scheme.setup({"a": a, "b": a})
+    scheme.train_step({"a": a, "b": a})  # running statistics away from 0/1
+    return scheme, augment, domains
+
+
+def test_paired_metrics_do_not_depend_on_the_evaluation_batch(tmp_path):
+    from imtrans.engine.paired_eval import paired_metrics
+
+    scheme, augment, domains = _tiny_pix2pix(tmp_path)
+    cpu = torch.device("cpu")
+    by8 = paired_metrics(scheme.test_forward, domains["test_a"], augment, cpu, n=6, batch=8)
+    by1 = paired_metrics(scheme.test_forward, domains["test_a"], augment, cpu, n=6, batch=1)
+    assert by8 == by1
+
+
+def test_in_training_fid_translates_with_the_schemes_protocol(tmp_path, monkeypatch):
+    """The FID that picks checkpoints/best sees the same G(x) as the paired metrics: batch statistics of
+    the image, seeded dropout, the run's precision."""
+    import imtrans.eval
+    from imtrans.augment import to_model_range
+    from imtrans.engine.evaluator import Evaluator
+
+    scheme, augment, domains = _tiny_pix2pix(tmp_path)
+    seen = {}
+
+    def fake_fid(translate, src, dst, extractor, **kw):
+        seen["translate"] = translate
+        return {"fid": 0.0, "kid_mean": 0.0, "kid_std": 0.0}
+
+    monkeypatch.setattr(imtrans.eval, "fid_kid_for_run", fake_fid)
+    ev = Evaluator(domains, augment, torch.device("cpu"))
+    ev._fid_kid(scheme, "a2b", domains["test_a"], domains["test_b"])
+    imgs = [augment.prepare(domains["test_a"].load(i)) for i in range(3)]
+    got = seen["translate"](imgs)
+    want = to_u8(scheme.test_forward(to_model_range(torch.stack(imgs), torch.device("cpu"))))
+    for g, w in zip(got, want):
+        assert torch.equal(torch.from_numpy(g), w.permute(1, 2, 0))
+
+
+def test_official_default_pix2pix_recipes_train_in_fp32():
+    """The official code trains in fp32; recipes that claim its defaults must not pick bf16/fp16 by hardware."""
+    from conftest import ROOT
+
+    from imtrans.recipe import load_recipe
+
+    names = sorted(p.name for p in (ROOT / "recipes").glob("pix2pix_*.toml") if p.name != "pix2pix_quickstart.toml")
+    assert "pix2pix_base.toml" in names and "pix2pix_facades.toml" in names
+    for name in names:
+        assert load_recipe(ROOT / "recipes" / name).train.precision == "fp32", name
+    # the offline quickstart is no official-defaults recipe and keeps the fast choice
+    assert load_recipe(ROOT / "recipes" / "pix2pix_quickstart.toml").train.precision == "auto"

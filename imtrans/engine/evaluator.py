@@ -80,9 +80,10 @@ class Evaluator:
 
         net = scheme.translator(direction)
         # A copy: the Translator moves, casts and switches its network's mode.  pix2pix: the scheme's
-        # test_mode, the protocol of its paired metrics and of `imtrans translate` on the checkpoint.
-        t = Translator(copy.deepcopy(getattr(net, "module", net)), device=self.device, precision="auto",
-                       norm_mode=getattr(scheme, "test_mode", "eval"))
+        # test_mode and training precision, as its paired metrics (and `imtrans translate` of the checkpoint).
+        mode = getattr(scheme, "test_mode", None)
+        t = Translator(copy.deepcopy(getattr(net, "module", net)), device=self.device,
+                       precision=scheme.precision.mode if mode else "auto", norm_mode=mode or "eval")
         res = fid_kid_for_run(t.translate_batch, src, dst, self.extractor, max_images=self.fid_images,
                               device=self.device)
         return {f"fid_{direction}": res["fid"], f"kid_{direction}": res["kid_mean"],
