@@ -86,6 +86,7 @@ def test_batching_and_order_do_not_change_an_image(zoo_file):
     together = three.translate_batch(imgs[::-1])[::-1]
     for x, y in zip(alone, together):
         assert (x == y).all()
+    assert one.norm_mode == three.norm_mode == "train"  # the protocol whose statistics could depend on the batch
     state = {k: v.clone() for k, v in three.net.state_dict().items()}
     three.translate_batch(imgs)
     assert all(torch.equal(v, state[k]) for k, v in three.net.state_dict().items())  # running stats untouched
@@ -113,6 +114,7 @@ def test_tiles_use_whole_image_batch_statistics(zoo_file):
     # statistics of the whole image (exact here: 512 px <= norm_stats_size) for every tile; what remains
     # is the border effect of the tiles, as with instance norm
     assert (whole - tiled).abs().mean() < 3.0
+    assert t.norm_mode == "train"
 
 
 def test_every_zoo_pix2pix_entry_is_marked_pix2pix():
