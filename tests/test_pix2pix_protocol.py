@@ -103,17 +103,24 @@ def test_onnx_backend_cannot_run_the_protocol(zoo_file):
 def test_tiles_use_whole_image_batch_statistics(zoo_file):
     path, _ = zoo_file
     t = load_translator(path, device="cpu", precision="fp32", tile=256, overlap=64)
+    img = _image(6, 512)
+    first = t.translate_tensor(img, tiled=True)
+    torch.manual_seed(123)  # the global stream does not reach the seeded dropout of tiles or of the statistics pass
+    assert (first == t.translate_tensor(img, tiled=True)).all()
     no_drop = copy.deepcopy(t.net)
     for m in no_drop.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
     t.net = no_drop
-    img = _image(6, 512)
-    whole = torch.from_numpy(t.translate_tensor(img, tiled=False)).float()
-    tiled = torch.from_numpy(t.translate_tensor(img, tiled=True)).float()
+    dark_bright = _image(6, 512) // 4
+    dark_bright[:, :, 256:] += 190  # a dark and a bright half: one tile's own statistics are far from the image's
+    whole = torch.from_numpy(t.translate_tensor(dark_bright, tiled=False)).float()
+    tiled = torch.from_numpy(t.translate_tensor(dark_bright, tiled=True)).float()
+    t._instance_norm = False  # what tiles would give with their own batch statistics
+    per_tile = torch.from_numpy(t.translate_tensor(dark_bright, tiled=True)).float()
     # statistics of the whole image (exact here: 512 px <= norm_stats_size) for every tile; what remains
-    # is the border effect of the tiles, as with instance norm
-    assert (whole - tiled).abs().mean() < 3.0
+    # is the border effect of the tiles, as with instance norm (measured 1.7 vs 4.3 grey levels)
+    assert (whole - tiled).abs().mean() < 0.6 * (whole - per_tile).abs().mean()
     assert t.norm_mode == "train"
 
 

@@ -53,6 +53,14 @@ def _rng_devices(x: torch.Tensor) -> list[int]:
     return [x.device.index if x.device.index is not None else torch.cuda.current_device()] if x.is_cuda else []
 
 
+@contextlib.contextmanager
+def seeded(seed: int, x: torch.Tensor) -> Iterator[None]:
+    """Random numbers (dropout masks) drawn inside the block come from ``seed``; the global streams do not move."""
+    with torch.random.fork_rng(devices=_rng_devices(x)):
+        torch.manual_seed(seed)
+        yield
+
+
 def forward_per_image(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """``fn`` on each image of ``x`` alone (batch statistics of that image), dropout seeded with ``seed`` each time.
 
@@ -60,8 +68,7 @@ def forward_per_image(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     """
     outs = []
     for i in range(x.shape[0]):
-        with torch.random.fork_rng(devices=_rng_devices(x)):
-            torch.manual_seed(seed)
+        with seeded(seed, x):
             outs.append(fn(x[i:i + 1]))
     return torch.cat(outs, 0)
 

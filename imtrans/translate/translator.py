@@ -15,7 +15,7 @@ from torch import nn
 
 from imtrans.data.imageio import DEFAULT_MAX_PIXELS, pil_to_uint8_tensor, to_rgb
 from imtrans.errors import ImtransError
-from imtrans.nets.norm_mode import NORM_MODES, batch_statistics, forward_per_image, published_norm_mode
+from imtrans.nets.norm_mode import NORM_MODES, batch_statistics, forward_per_image, published_norm_mode, seeded
 from imtrans.translate import batch
 from imtrans.translate import io as tio
 from imtrans.translate.batch import TranslateReport
@@ -230,7 +230,7 @@ class Translator:
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         x, _, _ = pad_to_multiple(x, self.multiple, self.min_size)
-        with torch.inference_mode(), self._autocast(), self._norm_context():
+        with torch.inference_mode(), self._autocast(), self._norm_context(), seeded(self.seed, x):
             return collect_norm_stats(self.net, x.to(torch.bfloat16) if self.precision == "bf16" else x)
 
     def translate_tensor(self, image: torch.Tensor, tiled: Optional[bool] = None) -> np.ndarray:
