@@ -27,12 +27,23 @@ def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, 
     yet, say) is reported there instead of raised: the recipe itself is valid, this machine just
     cannot run it yet.
     """
-    from imtrans.engine.data import domain_specs  # where training finds its domains
+    from imtrans.engine.data import build_paired, domain_specs, scheme_is_paired  # where training finds its data
 
     out: dict[str, Any] = {}
     with torch.device("meta"):
         out["scheme"] = registry.build_spec("scheme", recipe.scheme.as_dict(), recipe)
         out["augmentation"] = registry.build_spec("augmentation", recipe.data.augment.as_dict())
+    if scheme_is_paired(recipe):
+        # pairs come from one aligned layout (ROOT/train, ROOT/test) or [data.a], built as `run` builds them
+        try:
+            _, domains = build_paired(recipe, out["augmentation"].prepare)
+        except ImtransError as e:
+            if warnings is None:
+                raise
+            warnings.append(f"data: {e}")
+            return out
+        out.update({f"data.{k}": v for k, v in domains.items() if v is not None})
+        return out
     for key, (spec, split) in domain_specs(recipe).items():  # type: ignore[misc]
         try:
             out[f"data.{key}"] = registry.build_spec("domain", spec.as_dict(), split)

@@ -32,15 +32,20 @@ def _published_layout(num_classes=1008, drop_counters=True):
     return {k: (torch.randn(v.shape, generator=g) * 0.05 if v.is_floating_point() else v) for k, v in sd.items()}
 
 
-def test_published_layout_loads_unchanged(tmp_path):
+def test_published_layout_loads_unchanged(tmp_path, monkeypatch):
     sd = _published_layout()
     assert tuple(sd["fc.weight"].shape) == (1008, 2048)
     assert tuple(sd["Mixed_7c.branch_pool.conv.weight"].shape) == (192, 2048, 1, 1)
     assert tuple(sd["Conv2d_1a_3x3.conv.weight"].shape) == (32, 3, 3, 3)
     path = tmp_path / "pt_inception.pth"
     torch.save(sd, path)
-    with pytest.warns(W.WeightsWarning, match="not the published"):
+    hashed = []
+    real_sha = W._sha256
+    monkeypatch.setattr(W, "_sha256", lambda p: hashed.append(p) or real_sha(p))
+    with pytest.warns(W.WeightsWarning, match="not the published") as caught:
         ext = inception_v3_fid(weights=str(path))
+    # the 95 MB file is hashed once, and its warning printed once, per extractor
+    assert len(hashed) == 1 and len([w for w in caught if issubclass(w.category, W.WeightsWarning)]) == 1
     assert ext.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert ext.identity()["resize"] == "clean" and ext.identity()["dim"] == 2048
     mine = ext.net.state_dict()
@@ -105,6 +110,40 @@ def test_clean_resize_is_antialiased_and_legacy_is_not():
     flat = torch.full((3, 40, 70), 77, dtype=torch.uint8)
     assert torch.allclose(clean_resize(flat), torch.tensor(77.0), atol=1e-3)
     assert torch.allclose(legacy_pytorch_resize(flat) * 255, torch.tensor(77.0), atol=1e-3)
+
+
+def _pil_bicubic_weights(n_in: int, n_out: int) -> np.ndarray:
+    """PIL's separable bicubic resampling as a matrix, written from its definition (Keys kernel a = -0.5,
+    support 2 widened by the scale when shrinking, weights normalised per output pixel)."""
+    def cubic(x):
+        x, a = np.abs(x), -0.5
+        return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                        np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+    scale = n_in / n_out
+    fscale = max(scale, 1.0)
+    weights = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        centre = (i + 0.5) * scale
+        lo, hi = max(int(centre - 2 * fscale + 0.5), 0), min(int(centre + 2 * fscale + 0.5), n_in)
+        w = cubic((np.arange(lo, hi) - centre + 0.5) / fscale)
+        weights[i, lo:hi] = w / w.sum()
+    return weights
+
+
+def test_clean_resize_clips_like_clean_fid_on_a_hard_edged_label_map():
+    """clean-fid clips each resized channel to [0, 255]; bicubic overshoots at every edge of a label map."""
+    g = np.random.default_rng(0)
+    palette = np.array([[0, 0, 170], [255, 85, 0], [0, 255, 255], [255, 255, 0], [0, 0, 0]], dtype=np.uint8)
+    labels = palette[g.integers(0, len(palette), (6, 5))].repeat(9, 0).repeat(11, 1)  # 54x55 blocks, hard edges
+    img = torch.from_numpy(labels).permute(2, 0, 1).contiguous()
+    wy, wx = _pil_bicubic_weights(54, 299), _pil_bicubic_weights(55, 299)
+    raw = np.stack([wy @ labels[:, :, c].astype(np.float64) @ wx.T for c in range(3)])
+    assert raw.min() < -10 and raw.max() > 265  # the overshoot the clip removes
+    want = np.clip(raw, 0, 255)
+    got = clean_resize(img).numpy()
+    assert got.shape == (3, 299, 299)
+    assert np.abs(got - want).max() < 0.05
 
 
 def test_rejects_non_rgb_input(small_net):

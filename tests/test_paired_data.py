@@ -126,3 +126,25 @@ def test_synthetic_pairs_through_the_dataset_stay_aligned():
     ref_both = aug(both)
     assert torch.equal(torch.cat([oa, ob], 1), ref_both)
     assert SyntheticPairs("test", count=1, size=32).load_pair(0)[0].tobytes() != src.load_pair(0)[0].tobytes()
+
+
+def test_check_knows_the_aligned_layout(tmp_path, capsys):
+    """`imtrans check` on a correct aligned layout (ROOT/train only, like the facades download) raises no
+    warning about trainA/trainB; a missing ROOT/train is named with the aligned layout's own message."""
+    from conftest import ROOT
+
+    from imtrans.cli import main
+
+    for i in range(2):
+        write_aligned(tmp_path / "facades" / "train" / f"{i}.png")
+    recipe = str(ROOT / "recipes" / "pix2pix_facades.toml")
+    with pytest.raises(SystemExit) as e:
+        main(["check", recipe, "--set", f"data.root={tmp_path / 'facades'}"])
+    assert e.value.code in (0, None)
+    text = capsys.readouterr()
+    assert "warning" not in text.err and "trainA" not in text.err + text.out
+    assert "is valid" in text.out and "would stop" not in text.out
+    with pytest.raises(SystemExit):
+        main(["check", recipe, "--set", f"data.root={tmp_path / 'nowhere'}"])
+    text = capsys.readouterr()
+    assert "paired data folder" in text.err and "trainA" not in text.err and "would stop" in text.out

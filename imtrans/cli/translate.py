@@ -36,6 +36,12 @@ def translate(
     backend: str = typer.Option(
         "auto", "--backend",
         help="auto, torch or onnxruntime (auto on CPU: ONNX Runtime fp32 when installed, PyTorch bf16 on AMX CPUs)."),
+    norm_mode: str = typer.Option(
+        "auto", "--norm-mode",
+        help="auto, train or eval. train: the pix2pix test protocol (batch-norm statistics of each image, dropout on, "
+             "seeded by --seed), as the paper and the official test.py; eval: running statistics, no dropout "
+             "(official --eval). auto: train for pix2pix checkpoints and zoo pix2pix_* models, else eval."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the dropout masks under --norm-mode train (the same for every image)."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Leave outputs that already exist (resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No live progress bar."),
     nproc: Optional[int] = typer.Option(None, "--nproc", help="Shard the inputs over N processes (torchrun)."),
@@ -57,10 +63,13 @@ def translate(
 
     videos, inputs = split_inputs(inputs)  # videos and GIFs go through imtrans.translate.video
     t = load_translator(model, direction=direction, device=device, precision=precision,
-                        tile=tile, overlap=overlap, size=size, batch_size=batch_size, backend=backend)
+                        tile=tile, overlap=overlap, size=size, batch_size=batch_size, backend=backend,
+                        norm_mode=norm_mode, seed=seed)
+    protocol = (f"pix2pix test protocol (batch statistics per image, dropout seed {t.seed})" if t.norm_mode == "train"
+                else "eval mode (running statistics, no dropout)")
     err_console.print(
-        f"translating with {model} ({direction}) on {t.device} with {t.backend_name} at {t.precision}"
-        + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False)
+        f"translating with {model} ({direction}) on {t.device} with {t.backend_name} at {t.precision}, {protocol}"
+        + (f", tiles {tile}px/{overlap}px overlap" if tile else ""), highlight=False, soft_wrap=True)
     video_failed: list = []
     if videos:
         from imtrans.cli._video import run_videos

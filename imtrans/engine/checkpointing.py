@@ -59,9 +59,12 @@ class CheckpointManager:
         for name, net in scheme.networks().items():
             nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {}),
                           "origin": net_origin(net)}  # plugin distribution + version that made it
-        return {"scheme": self.recipe.scheme.name, "step": pos.step, "epoch": pos.epoch, "nets": nets,
+        meta = {"scheme": self.recipe.scheme.name, "step": pos.step, "epoch": pos.epoch, "nets": nets,
                 "translators": dict(scheme.translators), "parts": recipe_origins(self.recipe),
                 "recipe": self.recipe.to_toml()}
+        if getattr(scheme, "test_mode", None) in ("train", "eval"):
+            meta["test_mode"] = scheme.test_mode  # how `imtrans translate` runs G by default (imtrans.nets.norm_mode)
+        return meta
 
     def state(self, scheme, pos: Position) -> dict[str, Any]:
         return {"step": pos.step, "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch,

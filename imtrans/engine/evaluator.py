@@ -79,9 +79,12 @@ class Evaluator:
         from imtrans.translate import Translator
 
         net = scheme.translator(direction)
-        # A copy: the Translator moves, casts and switches its network to eval mode.  Eager PyTorch:
-        # the weights change between evaluations, so an exported graph would be made for one use only.
-        t = Translator(copy.deepcopy(getattr(net, "module", net)), device=self.device, precision="auto",
+        # A copy: the Translator moves, casts and switches its network's mode.  pix2pix: the scheme's
+        # test_mode and training precision, as its paired metrics (and `imtrans translate` of the checkpoint).
+        # Eager PyTorch: the weights change between evaluations, so an exported graph would serve one use.
+        mode = getattr(scheme, "test_mode", None)
+        t = Translator(copy.deepcopy(getattr(net, "module", net)), device=self.device,
+                       precision=scheme.precision.mode if mode else "auto", norm_mode=mode or "eval",
                        backend="torch")
         res = fid_kid_for_run(t.translate_batch, src, dst, self.extractor, max_images=self.fid_images,
                               device=self.device)

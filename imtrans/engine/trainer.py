@@ -296,7 +296,9 @@ class Trainer:
                         tensorboard=r.output.tensorboard, on_log=self.on_log, main=main)
         ckpts.log = log
         if not data.held_out:
-            notes.append("no held-out split (testA/testB) found: samples and evaluation use training images")
+            notes.append("no held-out split (ROOT/test or ROOT/val) found: samples use training pairs, nothing is "
+                         "evaluated" if data.paired else
+                         "no held-out split (testA/testB) found: samples and evaluation use training images")
         evaluator = Evaluator(data.domains, augment, device, t.eval_images, fid_images=t.eval_fid_images,
                               features=t.eval_features.as_dict() if t.eval_fid and main else None)
         for n in notes + evaluator.notes:

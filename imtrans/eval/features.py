@@ -13,7 +13,8 @@ The built-in ``inception_v3_fid`` is the FID network (:mod:`imtrans.eval.incepti
 with one of two resizes to 299 x 299:
 
 * ``clean`` (default): clean-fid's antialiased resize — PIL bicubic on each
-  channel as 32-bit float, no rounding to 8 bits, then ``(x - 128) / 128``;
+  channel as 32-bit float, clipped to [0, 255], no rounding to 8 bits, then
+  ``(x - 128) / 128``;
 * ``legacy_pytorch``: pytorch-fid's ``F.interpolate(..., 'bilinear',
   align_corners=False)`` of ``x / 255``, then ``2x - 1``; it aliases when it
   shrinks large images, which is why clean-fid introduced the other one.
@@ -86,11 +87,15 @@ class FeatureExtractor(nn.Module):
 
 
 def clean_resize(image: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
-    """clean-fid's resize: each channel as a float32 PIL image, bicubic (antialiased) to ``size``; [0, 255]."""
+    """clean-fid's resize: each channel as a float32 PIL image, bicubic (antialiased) to ``size``, clipped to [0, 255].
+
+    The bicubic kernel overshoots at hard edges (label maps: values below 0 and
+    above 255 next to every boundary); clean-fid clips them, and so does this.
+    """
     arr = image.permute(1, 2, 0).numpy().astype(np.float32)
     chans = [np.asarray(Image.fromarray(arr[:, :, c], mode="F").resize((size, size), Image.Resampling.BICUBIC))
              for c in range(arr.shape[2])]
-    return torch.from_numpy(np.stack(chans, 0).copy())
+    return torch.from_numpy(np.clip(np.stack(chans, 0), 0.0, 255.0))
 
 
 def legacy_pytorch_resize(image: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -133,16 +138,18 @@ def inception_v3_fid(weights: Optional[str] = None, resize: ResizeMode = "clean"
     its numbers mean nothing).  ``resize``: ``clean`` (clean-fid, antialiased)
     or ``legacy_pytorch`` (pytorch-fid's bilinear).
     """
-    from imtrans.eval.weights import load_inception_weights, resolve_weights
+    from imtrans.eval.weights import load_resolved_weights, resolve_weights
 
-    path = None if weights == "random" else resolve_weights(weights, download=download)[0]
+    # Resolved once: hashing the 95 MB file (and warning about a file other than the published one)
+    # happens once per extractor.
+    resolved = None if weights == "random" else resolve_weights(weights, download=download)
     # Layer construction draws initial weights from the global RNG; a trainer building this
     # extractor mid-run must not see its random streams move (exact resume), so fork them.
     with torch.random.fork_rng(devices=[]):
         net = FIDInceptionV3()
-    if path is None:
+    if resolved is None:
         return InceptionFeatures(net.random_init(0), "random-init", resize)
-    return InceptionFeatures(net, load_inception_weights(net, path, download=download), resize)
+    return InceptionFeatures(net, load_resolved_weights(net, *resolved), resize)
 
 
 FEATURE_EXTRACTORS: dict[str, Callable[..., FeatureExtractor]] = {"inception_v3_fid": inception_v3_fid}

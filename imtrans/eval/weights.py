@@ -141,6 +141,10 @@ def check_layout(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
 def load_inception_weights(net: torch.nn.Module, path: Optional[str | os.PathLike] = None, *,
                            download: bool = True) -> str:
     """Load the FID Inception weights into ``net`` (layout checked first); return the file's sha256."""
-    p, digest = resolve_weights(path, download=download)
-    net.load_state_dict(check_layout(read_state_dict(p), net.state_dict(), p))
+    return load_resolved_weights(net, *resolve_weights(path, download=download))
+
+
+def load_resolved_weights(net: torch.nn.Module, path: Path, digest: str) -> str:
+    """Load the file :func:`resolve_weights` returned (layout checked first, not hashed again); return ``digest``."""
+    net.load_state_dict(check_layout(read_state_dict(path), net.state_dict(), path))
     return digest

@@ -146,7 +146,9 @@ def make_scheduler(
     if policy == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=step_epochs, gamma=0.1)
     if policy == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs + epochs_decay), eta_min=0)
+        # official: CosineAnnealingLR(T_max=n_epochs, eta_min=0), so the LR reaches 0 after `epochs` and, being
+        # a cosine, climbs back during the decay epochs; epochs_decay = 0 gives one plain annealing to 0
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs), eta_min=0)
     if policy == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.2, threshold=0.01, patience=5)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)

@@ -15,48 +15,52 @@ norm, ``gan`` mode ``vanilla``, ``lambda_L1 = 100``, no history pool, Adam
 
 At test time the official script runs G in *train* mode unless ``--eval``:
 dropout stays on and batch norm normalises with the statistics of the test
-batch, as in the paper.  ``test_mode = "train"`` (default) does the same for the
-sample grids and the evaluation, without changing any training state: batch
-norm running statistics are restored afterwards and dropout draws from a
-forked, fixed-seed random stream.  ``test_mode = "eval"`` uses running
-statistics and no dropout.  ``imtrans translate`` always uses eval mode (see
+batch (batch 1: the image itself), as in the paper.  ``test_mode = "train"``
+(default) does the same for the sample grids and every evaluation (paired
+metrics, FID), one image per forward with the dropout stream seeded for each
+(:mod:`imtrans.nets.norm_mode`), without changing any training state.
+``test_mode = "eval"`` uses running statistics and no dropout.  The checkpoint
+records the mode, and ``imtrans translate`` uses it by default (see
 docs/parts.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional
 
 import torch
 from torch import nn
 
 from imtrans import registry
 from imtrans.errors import ImtransError
-from imtrans.schemes.base import Scheme, build_network, preserve_state, set_requires_grad
+from imtrans.nets.norm_mode import batch_statistics, forward_per_image
+from imtrans.schemes.base import Scheme, build_network, set_requires_grad
 from imtrans.schemes.cyclegan import ImagePool
 
 TestMode = Literal["train", "eval"]
 
 
 @contextlib.contextmanager
-def test_forward_mode(net: nn.Module, mode: TestMode, seed: int = 0) -> Iterator[nn.Module]:
-    """Run ``net`` in ``mode`` inside the block and leave its training state exactly as it was.
+def test_forward_mode(net: nn.Module, mode: TestMode, seed: int = 0) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
+    """Inside the block, a function that runs ``net`` as at test time in ``mode``; the training state is untouched.
 
-    ``train``: batch statistics and dropout, as the official test script;
-    running statistics (and every other buffer) are restored on exit, and the
-    dropout masks come from a forked RNG seeded with ``seed`` (see
-    :func:`~imtrans.schemes.base.preserve_state`) — so sampling moves neither
-    batch-norm statistics nor the training random stream, and is reproducible.
+    ``train``: each image alone with its own batch statistics and dropout seeded
+    with ``seed`` (:func:`~imtrans.nets.norm_mode.forward_per_image`), as the
+    official test script with batch 1; running statistics are neither used nor
+    updated, and the global random streams do not move.  ``eval``: running
+    statistics and no dropout.  The network's train/eval flags are restored on exit.
     """
+    if mode == "train":
+        with batch_statistics(net):
+            yield lambda x: forward_per_image(net, x, seed)
+        return
     was_training = net.training
-    with preserve_state(net):
-        torch.manual_seed(seed)  # inside the fork: the training stream is restored on exit
-        net.train(mode == "train")
-        try:
-            yield net
-        finally:
-            net.train(was_training)
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
 
 
 class Pix2Pix(Scheme):
@@ -162,8 +166,7 @@ class Pix2Pix(Scheme):
     @torch.no_grad()
     def test_forward(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """G(x) as at test time (``test_mode``), leaving every training state untouched; float32 out."""
-        G = self.nets["G"]
-        with test_forward_mode(G, self.test_mode, seed), self.precision.autocast():
+        with test_forward_mode(self.nets["G"], self.test_mode, seed) as G, self.precision.autocast():
             return G(x).float()
 
     @torch.no_grad()

@@ -74,12 +74,19 @@ def to_u8(y: torch.Tensor) -> torch.Tensor:
 # instance-norm statistics shared across tiles
 # ---------------------------------------------------------------------------
 
-def _instance_norms(net: nn.Module) -> list[tuple[str, nn.InstanceNorm2d]]:
-    return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.InstanceNorm2d)]
+def _instance_norms(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    # Batch norms that normalise with batch statistics (the pix2pix test protocol, one image per
+    # forward: see imtrans.nets.norm_mode) compute exactly the per-image statistics of instance norm.
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, nn.InstanceNorm2d)
+            or (isinstance(m, nn.BatchNorm2d) and m.training and not m.track_running_stats)]
 
 
 def has_instance_norm(net: nn.Module) -> bool:
     return bool(_instance_norms(net))
+
+
+def has_batch_norm(net: nn.Module) -> bool:
+    return any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
 
 
 def collect_norm_stats(net: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -15,12 +15,14 @@ from torch import nn
 
 from imtrans.data.imageio import DEFAULT_MAX_PIXELS, pil_to_uint8_tensor, to_rgb
 from imtrans.errors import ImtransError
+from imtrans.nets.norm_mode import NORM_MODES, batch_statistics, forward_per_image, published_norm_mode, seeded
 from imtrans.translate import batch
 from imtrans.translate import io as tio
 from imtrans.translate.batch import TranslateReport
 from imtrans.translate.tiling import (
     collect_norm_stats,
     fixed_norm_stats,
+    has_batch_norm,
     has_instance_norm,
     pad_to_multiple,
     to_u8,
@@ -47,6 +49,13 @@ class Translator:
     instance-norm statistics then come from one pass over the whole image
     downscaled to ``norm_stats_size`` px on its long side.
     ``size`` resizes the short side to ``size`` px first.
+
+    ``norm_mode``: ``train`` runs the pix2pix test protocol (batch-norm
+    statistics of each image alone, dropout on with its stream seeded by
+    ``seed`` for every image; see :mod:`imtrans.nets.norm_mode`), ``eval``
+    running statistics and no dropout; ``auto`` is ``eval`` for a bare network,
+    and what the checkpoint was trained for in :meth:`from_checkpoint`.  The
+    ONNX Runtime backend holds an eval-mode graph, so ``train`` runs on PyTorch.
     """
 
     def __init__(
@@ -62,6 +71,8 @@ class Translator:
         batch_size: Optional[int] = None,
         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
         backend: str = "auto",
+        norm_mode: str = "auto",
+        seed: int = 0,
     ):
         from imtrans.engine.runtime import resolve_device, resolve_precision
 
@@ -75,6 +86,14 @@ class Translator:
             raise ImtransError(f"--size {size} must be a positive number of pixels")
         if batch_size is not None and batch_size < 1:
             raise ImtransError(f"--batch-size {batch_size} must be at least 1")
+        if norm_mode not in NORM_MODES:
+            raise ImtransError(f"--norm-mode '{norm_mode}' is not one of {', '.join(NORM_MODES)}")
+        self.norm_mode, self.seed = ("eval" if norm_mode == "auto" else norm_mode), int(seed)
+        if self.norm_mode == "train":
+            if backend == "onnxruntime":
+                raise ImtransError("--backend onnxruntime runs an eval-mode graph and cannot run the pix2pix test "
+                                   "protocol (--norm-mode train); use --backend torch, or --norm-mode eval")
+            backend = "torch"  # the exported graph has running statistics and no dropout baked in
         self.device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
         from imtrans.translate.backends import open_backend, resolve_backend
 
@@ -101,15 +120,20 @@ class Translator:
         self.min_size = int(getattr(net, "min_size", 1) or 1)
         self.in_channels = int(getattr(net, "in_channels", 3))
         self.out_channels = int(getattr(net, "out_channels", 3))
-        self._instance_norm = has_instance_norm(net)
+        # pix2pix protocol: with one image per forward, batch norm normalises like instance norm,
+        # so tiles share whole-image statistics the same way
+        self._instance_norm = has_instance_norm(net) or (self.norm_mode == "train" and has_batch_norm(net))
 
     @classmethod
     def from_checkpoint(cls, model: str | os.PathLike, direction: str = "a2b", **kwargs) -> "Translator":
         """Build from a run directory, checkpoint directory, ``.safetensors`` file or model-zoo name (architecture from its metadata)."""
-        from imtrans.engine.checkpoint import load_generator
+        from imtrans.engine.checkpoint import load_generator, read_meta
         from imtrans.zoo import resolve_model
 
-        return cls(load_generator(resolve_model(model, direction=direction), direction), **kwargs)
+        path = resolve_model(model, direction=direction)
+        if kwargs.get("norm_mode", "auto") == "auto":
+            kwargs["norm_mode"] = published_norm_mode(read_meta(path))
+        return cls(load_generator(path, direction), **kwargs)
 
     # ------------------------------------------------------------------ core
 
@@ -118,13 +142,23 @@ class Translator:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=_DTYPES[self.precision])
 
+    def _norm_context(self):
+        """The pix2pix protocol's network state (batch statistics, dropout) inside the block, else nothing."""
+        return batch_statistics(self.net) if self.norm_mode == "train" else contextlib.nullcontext()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision == "bf16":
+            return self.net(x.to(torch.bfloat16)).float()
+        return self.net(x)
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend is not None:
             return self.backend.run(x)
         with torch.inference_mode(), self._autocast():
-            if self.precision == "bf16":
-                return self.net(x.to(torch.bfloat16)).float()
-            return self.net(x)
+            if self.norm_mode == "train":
+                with self._norm_context():
+                    return forward_per_image(self._forward, x, self.seed)
+            return self._forward(x)
 
     @property
     def needs_calibration(self) -> bool:
@@ -185,7 +219,7 @@ class Translator:
         if self._instance_norm:
             stats = self._norm_stats(image)
         ctx = fixed_norm_stats(self.net, stats) if stats else contextlib.nullcontext()
-        with ctx:
+        with self._norm_context(), ctx:
             return translate_tiled(
                 self._run, image, self.tile, self.overlap, self.multiple, self.min_size,
                 self.out_channels, torch.float32, self.device, batch_size=self.batch_size,
@@ -203,7 +237,7 @@ class Translator:
             size = (max(1, round(h * scale)), max(1, round(w * scale)))
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         x, _, _ = pad_to_multiple(x, self.multiple, self.min_size)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._autocast(), self._norm_context(), seeded(self.seed, x):
             return collect_norm_stats(self.net, x.to(torch.bfloat16) if self.precision == "bf16" else x)
 
     def translate_tensor(self, image: torch.Tensor, tiled: Optional[bool] = None) -> np.ndarray:
@@ -290,7 +324,10 @@ def load_translator(
 
     ``direction`` picks the generator through the checkpoint's ``translators``
     map (CycleGAN: ``a2b`` = G, ``b2a`` = F).  Other keyword arguments go to
-    :class:`Translator` (``tile``, ``overlap``, ``size``, ``batch_size``).
+    :class:`Translator` (``tile``, ``overlap``, ``size``, ``batch_size``,
+    ``norm_mode``, ``seed``).  A pix2pix checkpoint (a run, or a zoo
+    ``pix2pix_*`` model) runs with the pix2pix test protocol unless
+    ``norm_mode="eval"``.
     """
     from imtrans.plugins import load_plugins
 
