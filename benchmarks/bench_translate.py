@@ -11,6 +11,15 @@ Every configuration runs in its own subprocess so that the peak RSS
 (``resource.getrusage(...).ru_maxrss``) belongs to that configuration alone.
 
     python benchmarks/bench_translate.py --count 8 --count-large 2 [--tile 512] [--threads 2] [--rounds 2]
+
+Each configuration reports its warm throughput (a second pass over the folder) and its first use: from
+building the translator with an empty ONNX cache (export and int8 calibration included) to the last
+image written, the way a user's first ``imtrans translate`` runs; ``auto:auto`` is the default path.
+To imitate an AVX2-only CPU, hold PyTorch and oneDNN to AVX2 (ONNX Runtime has no such switch)::
+
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_translate.py \
+        --images DIR --count 40 --count-large 0 --threads 1 --pin 0 --rounds 2 \
+        --precisions naive,auto:auto,torch:fp32,onnxruntime:int8 --checkpoint RUN
 """
 
 from __future__ import annotations
@@ -76,42 +85,52 @@ def child(args: argparse.Namespace) -> None:
     from imtrans.plugins import load_plugins
     from imtrans.translate import Translator
 
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})
     load_plugins()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    G = registry.build("generator", "resnet", ngf=args.ngf, n_blocks=args.blocks)
+    if args.checkpoint:
+        from imtrans.engine.checkpoint import load_generator
+
+        G = load_generator(args.checkpoint, "a2b")
+    else:
+        G = registry.build("generator", "resnet", ngf=args.ngf, n_blocks=args.blocks)
+    src, files = Path(args.src), sorted(Path(args.src).iterdir())
     if args.precision == "naive":
-        naive(G, Path(args.src), Path(args.dst))
+        first = naive(G, files, Path(args.dst))
+        warm = naive(G, files, Path(args.dst))
+        _report_child(len(files), first, warm)
         return
     backend, prec = args.precision.split(":")
+    # First use: from an empty ONNX cache (the parent gives each run its own), export and int8
+    # calibration included, as a user's first `imtrans translate` pays them.
+    t0 = time.perf_counter()
     t = Translator(G, device="cpu", precision=prec, backend=backend, batch_size=args.batch_size or None, tile=args.tile)
-    src = Path(args.src)
-    files = sorted(src.iterdir())
-    if prec == "int8":  # calibrated on the first images of the folder, as the CLI does (not timed)
-        from imtrans.translate import io as tio
-
-        print(f"int8 held-out PSNR vs fp32: {t.calibrate([t._prepare(tio.load_image(f, None)[0]) for f in files[:6]]):.1f} dB",
-              file=sys.stderr)
-    # Warm-up on one image (first-call allocations, oneDNN kernel selection, ORT session).
-    with tempfile.TemporaryDirectory() as warm:
-        t.translate_folder(files[0], warm)
+    rep = t.translate_folder(src, args.dst, workers=args.workers)
+    first = time.perf_counter() - t0
+    assert not rep.failed, rep.failed
+    if t.backend is not None and t.backend.int8_psnr is not None:
+        print(f"int8 held-out PSNR vs fp32: {t.backend.int8_psnr:.1f} dB", file=sys.stderr)
+    print(f"backend {t.backend_name} at {t.precision}", file=sys.stderr)
     t0 = time.perf_counter()
     rep = t.translate_folder(src, args.dst, workers=args.workers)
-    dt = time.perf_counter() - t0
-    assert not rep.failed, rep.failed
+    _report_child(len(rep.ok), first, time.perf_counter() - t0)
+
+
+def _report_child(n: int, first: float, warm: float) -> None:
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"images": len(rep.ok), "seconds": dt, "img_per_s": len(rep.ok) / dt, "peak_rss_mb": rss_mb}))
+    print(json.dumps({"images": n, "first_s": first, "seconds": warm, "img_per_s": n / warm, "peak_rss_mb": rss_mb}))
 
 
-def naive(G, src: Path, dst: Path) -> None:
-    """The reference: what the official test.py does per image, sequentially, in fp32."""
+def naive(G, files: list[Path], dst: Path) -> float:
+    """The reference: what the official test.py does per image, sequentially, in fp32; returns seconds."""
     import numpy as np
     import torch
     from PIL import Image
 
     G.eval()
     dst.mkdir(parents=True, exist_ok=True)
-    files = sorted(src.iterdir())
 
     def one(f: Path, out: Path) -> None:
         img = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32)
@@ -121,13 +140,10 @@ def naive(G, src: Path, dst: Path) -> None:
         arr = ((y.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
         Image.fromarray(arr).save(out)
 
-    one(files[0], dst / "warmup.png")
     t0 = time.perf_counter()
     for f in files:
         one(f, dst / f.name)
-    dt = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"images": len(files), "seconds": dt, "img_per_s": len(files) / dt, "peak_rss_mb": rss_mb}))
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -144,6 +160,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=9, help="resnet blocks (9 = official)")
     ap.add_argument("--rounds", type=int, default=1, help="alternate all configurations this many times")
     ap.add_argument("--images", type=Path, default=None, help="use these images (resized) instead of synthetic ones")
+    ap.add_argument("--checkpoint", default=None, help="translate with this run's G (trained weights) instead of random ones")
+    ap.add_argument("--pin", type=int, default=None, help="run every configuration on this one CPU core")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--dst", help=argparse.SUPPRESS)
@@ -157,50 +175,63 @@ def main() -> None:
           f"rounds {args.rounds} (configurations alternate within each round)")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        env = dict(os.environ, IMTRANS_HOME=str(root / "home"))  # the ONNX cache starts empty
         for size, count in ((256, args.count), (1024, args.count_large)):
             if count <= 0:
                 continue
             src = copy_folder(root, args.images, size, count) if args.images else make_folder(root, size, count)
             results: dict[str, list[float]] = {}
             notes: dict[str, str] = {}
+            firsts: dict[str, list[float]] = {}
             for rnd in range(args.rounds):
                 for prec in args.precisions.split(","):
                     dst = root / f"out{size}-{prec.replace(':', '-')}-{rnd}"
                     cmd = [sys.executable, __file__, "--child", "--src", str(src), "--dst", str(dst), "--precision", prec,
                            "--threads", str(args.threads), "--ngf", str(args.ngf), "--blocks", str(args.blocks), "--workers", str(args.workers),
                            "--batch-size", str(args.batch_size)] + (["--tile", str(args.tile)] if args.tile else [])
+                    cmd += (["--checkpoint", args.checkpoint] if args.checkpoint else []) + (["--pin", str(args.pin)] if args.pin is not None else [])
+                    env = dict(os.environ, IMTRANS_HOME=str(root / f"home-{size}-{prec}-{rnd}"))  # an empty ONNX cache
                     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     if res.returncode:
                         notes[prec] = "failed: " + " ".join(res.stderr.strip().splitlines()[-1:])
                         continue
-                    notes.setdefault(prec, " ".join(ln for ln in res.stderr.splitlines() if "PSNR" in ln))
-                    results.setdefault(prec, []).append(json.loads(res.stdout.strip().splitlines()[-1])["img_per_s"])
-            report(root, size, args.precisions.split(","), results, notes)
+                    notes.setdefault(prec, "; ".join(ln for ln in res.stderr.splitlines() if "PSNR" in ln or "backend " in ln))
+                    out = json.loads(res.stdout.strip().splitlines()[-1])
+                    results.setdefault(prec, []).append(out["img_per_s"])
+                    firsts.setdefault(prec, []).append(out["first_s"])
+            report(root, size, args.precisions.split(","), results, firsts, notes)
 
 
 def cpu_line() -> str:
-    from imtrans.engine.runtime import cpu_flags
+    from imtrans.engine.runtime import cpu_flags, raw_cpu_flags
 
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                   if ln.startswith("model name")), "unknown") if Path("/proc/cpuinfo").exists() else "unknown"
     keys = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    return f"cpu: {model}, {os.cpu_count()} cores; flags: {' '.join(k for k in keys if k in cpu_flags()) or 'none of ' + ','.join(keys)}"
+    have = " ".join(k for k in keys if k in raw_cpu_flags()) or "none of " + ",".join(keys)
+    held = raw_cpu_flags() - cpu_flags()
+    note = f"; PyTorch held to AVX2 (ATEN_CPU_CAPABILITY/ONEDNN_MAX_CPU_ISA), ONNX Runtime not" if held else ""
+    return f"cpu: {model}, {os.cpu_count()} cores; flags: {have}{note}"
 
 
-def report(root: Path, size: int, precs: list[str], results: dict, notes: dict) -> None:
+def report(root: Path, size: int, precs: list[str], results: dict, firsts: dict, notes: dict) -> None:
+    """Warm img/s and first-use seconds (medians over rounds), each also as a ratio to the naive loop."""
     import statistics
 
     naive = statistics.median(results["naive"]) if "naive" in results else None
-    print(f"{'size':>9} {'config':>17} {'img/s':>8} {'vs naive':>8} {'PSNR vs naive dB':>16}  note")
+    naive_first = statistics.median(firsts["naive"]) if "naive" in firsts else None
+    print(f"{'size':>9} {'config':>19} {'warm img/s':>10} {'vs naive':>8} {'first use s':>11} {'vs naive':>8} "
+          f"{'PSNR vs naive dB':>16}  note")
     for prec in precs:
         if prec not in results:
-            print(f"{size:>4}x{size:<4} {prec:>17} {'-':>8} {'-':>8} {'-':>16}  {notes.get(prec, '')}")
+            print(f"{size:>4}x{size:<4} {prec:>19} {'-':>10} {'-':>8} {'-':>11} {'-':>8} {'-':>16}  {notes.get(prec, '')}")
             continue
-        ips = statistics.median(results[prec])
+        ips, first = statistics.median(results[prec]), statistics.median(firsts[prec])
         q = folder_psnr(root / f"out{size}-{prec.replace(':', '-')}-0", root / f"out{size}-naive-0") if naive else float("nan")
         ratio = f"{ips / naive:.2f}x" if naive else "-"
-        print(f"{size:>4}x{size:<4} {prec:>17} {ips:>8.2f} {ratio:>8} {q:>16.1f}  {notes.get(prec, '')}")
+        fratio = f"{naive_first / first:.2f}x" if naive_first else "-"
+        print(f"{size:>4}x{size:<4} {prec:>19} {ips:>10.2f} {ratio:>8} {first:>11.1f} {fratio:>8} {q:>16.1f}  "
+              f"{notes.get(prec, '')}")
+
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

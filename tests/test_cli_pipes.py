@@ -1,0 +1,26 @@
+"""Listings sent to a pipe or file keep every name whole (users grep them and type the names)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _piped(*args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # xdist workers inherit COLUMNS=80
+    r = subprocess.run([sys.executable, "-m", "imtrans", *args], capture_output=True, text=True, env=env, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_pretrained_list_keeps_names_whole_in_a_pipe():
+    out = _piped("pretrained", "list")
+    rows = [ln for ln in out.splitlines() if "summer2winter_yosemite" in ln]
+    assert rows, out[-2000:]  # at 80 columns rich cut it to "summer2winter_yose…"
+    assert "…" not in out
+    # one row per model: the summary is not folded onto a second line
+    assert any("Yosemite in summer -> in winter" in ln for ln in rows)
