@@ -24,3 +24,14 @@ def test_pretrained_list_keeps_names_whole_in_a_pipe():
     assert "…" not in out
     # one row per model: the summary is not folded onto a second line
     assert any("Yosemite in summer -> in winter" in ln for ln in rows)
+
+
+def test_eval_json_reports_a_failure_as_json():
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run([sys.executable, "-m", "imtrans", "eval", "--json"], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 1
+    err = json.loads(r.stdout)["error"]  # plain text here broke scripts that parse stdout
+    assert err and err in r.stderr.replace("\n", " ")

@@ -115,10 +115,26 @@ def test_page_shows_model_facts_and_heldout_examples(served, tmp_path):
     config = urllib.request.urlopen(url + "config", timeout=30).read().decode()
     for fact in ("cyclegan", "**step** 7", "resnet", "synthetic stripes task", "horse2zebra", "horse → zebra"):
         assert fact in config, fact
+    assert "pretrained=" not in config  # an empty setting said "pretrained=)"
     ex = heldout_examples(model.meta, model.directions, tmp_path, n=2)
     assert [e.direction for e in ex] == ["a2b", "a2b", "b2a", "b2a"]
     want = SyntheticDomain("test", task="stripes", side="b", count=8, size=32).load(1)
     assert np.array_equal(np.asarray(Image.open(ex[3].path)), np.asarray(want))
+
+
+def test_launch_prints_its_address_not_gradios_share_hint(run_dir, capfd):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    model = DemoModel(run_dir, device="cpu", precision="fp32")
+    demo = launch(model, host="127.0.0.1", port=port, block=False, examples=[])
+    try:
+        out, err = capfd.readouterr()
+        assert "share=True" not in out + err  # imtrans demo has no such option
+        assert f"http://127.0.0.1:{port}" in err
+    finally:
+        demo.close()
 
 
 def test_host_warning():

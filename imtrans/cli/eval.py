@@ -34,6 +34,23 @@ def eval_(
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the real images' features instead of using the cache."),
 ) -> None:
     """FID and KID (mean ± std over subsets) of translated images against real ones."""
+    from imtrans.errors import ImtransError
+
+    try:
+        res = _evaluate(run, direction, data, real, fake, save, extractor, weights, resize, size, device, precision,
+                        feature_precision, batch_size, kid_subsets, kid_subset_size, no_cache)
+    except ImtransError as e:
+        if as_json:  # a script reading stdout gets JSON either way; the message also goes to stderr
+            typer.echo(json.dumps({"error": str(e)}, indent=2))
+        raise
+    if as_json:
+        typer.echo(json.dumps(res.as_dict(), indent=2))
+        return
+    _print(res)
+
+
+def _evaluate(run, direction, data, real, fake, save, extractor, weights, resize, size, device, precision,
+              feature_precision, batch_size, kid_subsets, kid_subset_size, no_cache):
     import warnings
 
     from imtrans.eval import build_extractor, evaluate_run
@@ -50,10 +67,7 @@ def eval_(
                            device=device, precision=precision, size=size, batch_size=batch_size,
                            kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, use_cache=not no_cache)
     res.notes = [str(w.message) for w in caught if str(w.message) not in res.notes] + res.notes
-    if as_json:
-        typer.echo(json.dumps(res.as_dict(), indent=2))
-        return
-    _print(res)
+    return res
 
 
 def _print(res) -> None:

@@ -14,6 +14,7 @@ Gradio shows in the page (and the client raises) instead of a stack trace.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -132,8 +133,14 @@ def launch(
     demo = build_demo(model, examples)
     demo.queue(default_concurrency_limit=1)
     allowed = sorted({str(Path(e.path).resolve().parent) for e in examples})
+    # quiet=True: Gradio's own banner tells users to "set `share=True` in `launch()`", an option imtrans
+    # does not offer; the address is printed here instead.
     demo.launch(
-        server_name=host, server_port=port, share=False, inbrowser=False, show_error=True, quiet=quiet,
-        max_file_size=model.max_upload_bytes, allowed_paths=allowed, prevent_thread_lock=not block, ssr_mode=False, css=CSS,
+        server_name=host, server_port=port, share=False, inbrowser=False, show_error=True, quiet=True,
+        max_file_size=model.max_upload_bytes, allowed_paths=allowed, prevent_thread_lock=True, ssr_mode=False, css=CSS,
     )
+    if not quiet:
+        print(f"open {demo.local_url} in a browser", file=sys.stderr, flush=True)
+    if block:
+        demo.block_thread()
     return demo

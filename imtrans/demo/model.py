@@ -70,7 +70,9 @@ class ModelInfo:
 
 def _spec_text(spec: dict[str, Any]) -> str:
     name = spec.get("name", "?")
-    shown = [f"{k}={v}" for k, v in spec.items() if k not in ("name", "init", "init_gain", "in_channels", "out_channels")]
+    hidden = ("name", "init", "init_gain", "in_channels", "out_channels")
+    # an empty `pretrained` / `pretrained_file` says nothing ("pretrained=)" on the page)
+    shown = [f"{k}={v}" for k, v in spec.items() if k not in hidden and not (k.startswith("pretrained") and not v)]
     return f"{name} ({', '.join(shown)})" if shown else str(name)
 
 
