@@ -35,3 +35,33 @@ def test_eval_json_reports_a_failure_as_json():
     assert r.returncode == 1
     err = json.loads(r.stdout)["error"]  # plain text here broke scripts that parse stdout
     assert err and err in r.stderr.replace("\n", " ")
+
+
+def test_cache_lists_and_clears_each_kind(tmp_path):
+    import json
+
+    home = tmp_path / "home"
+    (home / "onnx").mkdir(parents=True)
+    (home / "onnx" / "g.onnx").write_bytes(b"x" * 2048)
+    (home / "onnx" / "keep.txt").write_text("not ours")
+    (home / "pretrained" / "horse2zebra").mkdir(parents=True)
+    (home / "pretrained" / "horse2zebra" / "G.safetensors").write_bytes(b"y" * 4096)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "IMTRANS_ONNX_CACHE")}
+    env["IMTRANS_HOME"] = str(home)
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "imtrans", "cache", *args], capture_output=True, text=True,
+                           env=env, cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    rows = {r["kind"]: r for r in json.loads(cli("--json"))}
+    assert rows["onnx"]["files"] == 2 and rows["pretrained"]["bytes"] == 4096 and rows["fid"]["files"] == 0
+    assert "horse2zebra" not in cli() and str(home / "pretrained") in cli()  # the table names whole folders
+    assert "cleared onnx: 1 files" in cli("clear", "onnx")
+    assert [p.name for p in (home / "onnx").iterdir()] == ["keep.txt"] and (home / "pretrained").exists()
+    cli("clear", "all")
+    assert not (home / "pretrained").exists()
+    r = subprocess.run([sys.executable, "-m", "imtrans", "cache", "clear", "models"], capture_output=True,
+                       text=True, env=env, cwd=ROOT, timeout=120)
+    assert r.returncode == 1 and "'models' is not one of onnx, pretrained, fid, all" in r.stderr

@@ -86,7 +86,7 @@ def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
 
 
 def _install_commands() -> None:
-    from imtrans.cli import data, demo, eval, parts, pretrained, push, train, translate, weights  # noqa: F401  (commands register on import)
+    from imtrans.cli import cache, data, demo, eval, parts, pretrained, push, train, translate, weights  # noqa: F401  (commands register on import)
 
 
 def _load_plugins(disable: list[str], dirs: list[str], verbose: bool) -> None:
