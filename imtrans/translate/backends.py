@@ -13,7 +13,7 @@ holds at most :func:`onnx_cache_limit` bytes (``IMTRANS_ONNX_CACHE_MB``, default
 is translated with PyTorch after one :class:`BackendWarning` line
 (:func:`open_backend`); only an explicit ``--backend onnxruntime`` is an error.
 
-``int8`` is lossy: static post-training quantisation (per-channel int8
+``int8`` is lossy: static post-training quantisation (per-channel 7-bit
 weights, uint8 activations, QDQ format) calibrated on a few real images, and
 accepted only if its output on *other* images is within
 :data:`INT8_MIN_PSNR` dB of the fp32 output; otherwise :meth:`OrtBackend.calibrate`
@@ -127,8 +127,6 @@ def prune_onnx_cache(folder: Path, limit: int, keep: Optional[Path] = None) -> l
             removed.append(p)
             total -= size
     return removed
-
-
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

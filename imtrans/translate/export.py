@@ -62,6 +62,10 @@ def _check_format(format: str) -> None:
         raise ImtransError(f"--format '{format}' is not one of {', '.join(EXPORT_FORMATS)}")
 
 
+def _name(net: nn.Module) -> str:
+    return (getattr(net, "_imtrans_spec", None) or {}).get("name", type(net).__name__)
+
+
 def _program(net: nn.Module, example: torch.Tensor, multiple: int, min_size: int) -> torch.export.ExportedProgram:
     from torch.export import Dim
 
@@ -72,9 +76,8 @@ def _program(net: nn.Module, example: torch.Tensor, multiple: int, min_size: int
         return torch.export.export(net, (example,), dynamic_shapes=shapes)
     except Exception as e:  # noqa: BLE001 - any tracing failure means "this part cannot be exported"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        name = (getattr(net, "_imtrans_spec", None) or {}).get("name", type(net).__name__)
         raise ImtransError(
-            f"generator '{name}' cannot be exported with dynamic height and width ({first}); "
+            f"generator '{_name(net)}' cannot be exported with dynamic height and width ({first}); "
             "translate it with --backend torch instead"
         ) from None
 
@@ -111,7 +114,12 @@ def export_model(net: nn.Module, path: str | os.PathLike, format: ExportFormat, 
     with warnings.catch_warnings(), atomic_path(path) as tmp:
         warnings.simplefilter("ignore", FutureWarning)  # deprecation notes inside torch's own exporter
         program = _program(net, example, m, lo)
-        got = _write_onnx(program, example, check_x, tmp) if format == "onnx" else _write_pt2(program, check_x, tmp)
+        try:
+            got = _write_onnx(program, example, check_x, tmp) if format == "onnx" else _write_pt2(program, check_x, tmp)
+        except Exception as e:  # noqa: BLE001 - a converter failure means "this part cannot be written as <format>"
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ImtransError(f"generator '{_name(net)}' could not be written as {format} ({first}); "
+                               "translate it with --backend torch instead") from None
         diff = float((got - ref).abs().max())
     return ExportResult(path=path, format=format, max_abs_diff=diff, check_size=tuple(check_x.shape[-2:]))
 
