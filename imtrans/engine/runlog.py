@@ -114,6 +114,13 @@ class RunLogger:
         self.write({"kind": "note", "text": text})
         self.console.print(f"[dim]imtrans:[/] {text}", highlight=False, soft_wrap=True)
 
+    def resumed(self, step: int, epoch: int, text: str) -> None:
+        """The run continues from a checkpoint: one line for the person, one record for the report page."""
+        if not self.main:
+            return
+        self.write({"kind": "resume", "step": step, "epoch": epoch, "text": text})
+        self.console.print(f"[dim]imtrans:[/] {text}", highlight=False, soft_wrap=True)
+
     def train(self, step: int, epoch: int, lr: float, losses: dict[str, float], images: int) -> dict[str, Any]:
         """Log a window of training losses; ``images``: images seen since the last call."""
         now = time.perf_counter()

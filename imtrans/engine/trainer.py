@@ -285,16 +285,17 @@ class Trainer:
             scheme.compile_networks()
 
         ckpts = CheckpointManager(self.run_dir, r, self.dist)
-        pos, notes = Position(), []
+        pos, notes, resumed = Position(), [], None
         if self.resume:
             resumed = ckpts.resume(scheme)
             pos = resumed.pos
-            notes += _resume_notes(resumed, scheme, pos, total)
             if main:
                 truncate_metrics(self.run_dir / "metrics.jsonl", pos.step)
         log = RunLogger(self.run_dir, self.console, total, pos.step, n_epochs, bar=self.progress,
                         tensorboard=r.output.tensorboard, on_log=self.on_log, main=main)
         ckpts.log = log
+        if resumed is not None:
+            log.resumed(pos.step, pos.epoch, resume_line(resumed, scheme, data.steps_per_epoch, total, n_epochs))
         if not data.held_out:
             notes.append("no held-out split (testA/testB) found: samples and evaluation use training images")
         evaluator = Evaluator(data.domains, augment, device, t.eval_images, fid_images=t.eval_fid_images,
@@ -310,13 +311,15 @@ class Trainer:
         return run
 
 
-def _resume_notes(resumed, scheme, pos: Position, total: int) -> list[str]:
-    notes = []
+def resume_line(resumed, scheme, steps_per_epoch: int, total: int, n_epochs: int) -> str:
+    """The one line ``--resume`` prints: from where, how much is left, and what changed in the schedule."""
+    pos = resumed.pos
+    if pos.step >= total:
+        return (f"this run already finished at step {pos.step}; nothing to train — raise train.epochs, "
+                "train.epochs_decay or train.max_steps (with --set) to train longer")
+    text = (f"resuming from step {pos.step} (epoch {pos.epoch + 1}/{n_epochs}, {pos.step_in_epoch} of its "
+            f"{steps_per_epoch} steps done); {total - pos.step} steps to go, to step {total}")
     if resumed.schedule_changes:
         what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in resumed.schedule_changes.items())
-        notes.append(f"resumed with a changed LR schedule ({what}): the learning rate at epoch {pos.epoch + 1} "
-                     f"is now {scheme.lr():.3g}")
-    if pos.step >= total:
-        notes.append(f"this run already finished at step {pos.step}; nothing to train — raise train.epochs, "
-                     "train.epochs_decay or train.max_steps (with --set) to train longer")
-    return notes
+        text += f"; LR schedule changed ({what}): the learning rate is now {scheme.lr():.3g}"
+    return text
