@@ -83,3 +83,19 @@ def test_help_version_and_the_zoo_catalogue_import_no_torch():
             assert "horse2zebra" in r.stdout and "46 MB" in r.stdout, r.stdout
     # plugin commands are still listed (their plugins are imported; their parts are not registered)
     assert "pretrained" in run_cli("--help").stdout
+
+
+def test_list_and_plugins_import_no_torchvision():
+    """Registering the parts imports torch and the networks, not torchvision (seconds more): the FID network
+    is imported when an extractor is built."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for args in (["list"], ["plugins"]):
+        r = subprocess.run([sys.executable, "-c", QUICK_PROBE, *args], capture_output=True, text=True, cwd=ROOT,
+                           env=dict(os.environ, COLUMNS="200"), timeout=120)
+        last = r.stdout.strip().splitlines()[-1]
+        assert last.endswith("CODE 0") and "torch" in last and "torchvision" not in last, (args, last, r.stderr)
