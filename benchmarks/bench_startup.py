@@ -49,7 +49,8 @@ def cpu_model() -> str:
 def time_once(args: list[str], pythonpath: str) -> float:
     env = dict(os.environ, PYTHONPATH=pythonpath, COLUMNS="120")
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+    # cwd: `python -m` puts the working directory first on sys.path, before PYTHONPATH
+    r = subprocess.run([sys.executable, *args], env=env, cwd=pythonpath, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
     if r.returncode != 0:

@@ -156,6 +156,7 @@ class Trainer:
                     break
             if run.stop.stopping:  # agreed by every rank (see StopFlag.should_stop)
                 self._check_and_save(run)
+                run.log.write({"kind": "stop", "step": pos.step, "epoch": pos.epoch, "reason": run.stop.reason})
                 return
             if pos.step >= run.total and pos.step_in_epoch < run.data.steps_per_epoch:
                 break  # max_steps reached mid-epoch: no epoch end
@@ -192,7 +193,7 @@ class Trainer:
         snap = f"epoch_{pos.epoch:04d}" if t.save_every_epochs and pos.epoch % t.save_every_epochs == 0 else None
         if not t.checkpoint_every or snap or pos.step >= run.total:
             self._check_and_save(run, snapshot=snap)
-        if not t.eval_every and pos.step < run.total:  # the last one is the final evaluation
+        if not t.eval_every and pos.step < run.total and pos.epoch < run.n_epochs:  # the last: the final evaluation
             self._evaluate(run)
         if not t.sample_every:
             self._sample(run, f"epoch_{pos.epoch:04d}")
@@ -294,6 +295,8 @@ class Trainer:
         log = RunLogger(self.run_dir, self.console, total, pos.step, n_epochs, bar=self.progress,
                         tensorboard=r.output.tensorboard, on_log=self.on_log, main=main)
         ckpts.log = log
+        if main and scheme.loss_labels:
+            log.write({"kind": "legend", "losses": dict(scheme.loss_labels)})  # the report explains the names
         if resumed is not None:
             log.resumed(pos.step, pos.epoch, resume_line(resumed, scheme, data.steps_per_epoch, total, n_epochs))
         if not data.held_out:

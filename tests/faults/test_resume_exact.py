@@ -139,6 +139,7 @@ def assert_same_run(run: Path, reference: Path) -> None:
     # the resume was said once, in metrics.jsonl too (the report page shows it)
     resumed = [r for r in records(run) if r["kind"] == "resume"]
     assert [(r["step"], r["epoch"]) for r in resumed] == [(STOP_AT, 1)]
+    assert f"Resumed from the checkpoint at step {STOP_AT} (in epoch 2)." in (run / "index.html").read_text()
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
