@@ -58,6 +58,7 @@ REGISTER_HOOKS = {
     "register_schemes": "scheme",
     "register_feature_extractors": "feature_extractor",
     "register_pretrained": "pretrained",
+    "register_loggers": "logger",
 }
 HOOKS = (*REGISTER_HOOKS, "register_commands")
 

@@ -29,6 +29,7 @@ from imtrans.engine import distributed as D
 from imtrans.engine.checkpointing import CheckpointManager, Position
 from imtrans.engine.data import TrainData
 from imtrans.engine.evaluator import Evaluator
+from imtrans.engine.loggers import build_loggers
 from imtrans.engine.lock import RunLock
 from imtrans.engine.report import save_png, grid_image, truncate_metrics, write_index
 from imtrans.engine.runlog import LossWindow, NonFiniteLossError, RunLogger
@@ -292,8 +293,9 @@ class Trainer:
             pos = resumed.pos
             if main:
                 truncate_metrics(self.run_dir / "metrics.jsonl", pos.step)
+        loggers = build_loggers(r.output.logger_specs(), self.run_dir) if main else []
         log = RunLogger(self.run_dir, self.console, total, pos.step, n_epochs, bar=self.progress,
-                        tensorboard=r.output.tensorboard, on_log=self.on_log, main=main)
+                        loggers=loggers, on_log=self.on_log, main=main)
         ckpts.log = log
         if main and scheme.loss_labels:
             log.write({"kind": "legend", "losses": dict(scheme.loss_labels)})  # the report explains the names
