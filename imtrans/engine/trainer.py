@@ -4,7 +4,7 @@
 * the scheme (:class:`~imtrans.schemes.base.Scheme`) — networks, optimisers, ``train_step``;
 * :class:`~imtrans.engine.checkpointing.CheckpointManager` — ``latest``/snapshots/``best``, resume;
 * :class:`~imtrans.engine.evaluator.Evaluator` — held-out metrics;
-* :class:`~imtrans.engine.runlog.RunLogger` — metrics.jsonl, progress, TensorBoard, notes;
+* :class:`~imtrans.engine.runlog.RunLogger` — metrics.jsonl, progress, the recipe's loggers, notes;
 * :class:`~imtrans.engine.stop.StopFlag` — SIGINT/SIGTERM.
 
 After each step the order is fixed, and matters: **check** the losses for NaN/Inf before anything
