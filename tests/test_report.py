@@ -161,6 +161,10 @@ def test_report_lists_the_final_evaluation_once_and_says_when_the_run_was_interr
     assert "Resumed from the checkpoint at step 500 (in epoch 1)." in page
     assert "killed or crashed" in page.split("step 500 (in epoch 1).")[-1]
     assert "Resumed from the checkpoint at step 600" in page
+    from imtrans.engine.report import run_history
+
+    extended = run_history([{"kind": "finish", "step": 9, "epoch": 3}, {"kind": "resume", "step": 9, "epoch": 3}])
+    assert extended == ["Trained further: continued from the end of the finished run at step 9 (in epoch 4)."]
 
 
 @pytest.mark.parametrize("scheme, d_in", [("cyclegan", 3), ("pix2pix", 6)])

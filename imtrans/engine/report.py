@@ -168,20 +168,22 @@ def _loss_legend(records: list[dict[str, Any]], keys: list[str]) -> str:
 
 
 def run_history(records: list[dict[str, Any]]) -> list[str]:
-    """Sentences on the run's interruptions and resumes, in order (from its ``stop``/``resume`` records)."""
-    lines, stopped_at = [], None
+    """Sentences on the run's interruptions and resumes, in order (``stop``/``finish``/``resume`` records)."""
+    lines, ended = [], None  # how the last session ended: ("stop" | "finish", step)
     for r in records:
-        if r.get("kind") == "stop":
-            stopped_at = r.get("step")
-            lines.append(f"Stopped by {r.get('reason') or 'a request'} at step {r.get('step')} "
-                         f"(in epoch {int(r.get('epoch', 0)) + 1}), with a checkpoint.")
-        elif r.get("kind") == "resume":
-            how = "" if stopped_at == r.get("step") else (
+        kind, step = r.get("kind"), r.get("step")
+        where = f"step {step} (in epoch {int(r.get('epoch', 0)) + 1})"
+        if kind == "stop":
+            lines.append(f"Stopped by {r.get('reason') or 'a request'} at {where}, with a checkpoint.")
+        elif kind == "resume" and ended == ("finish", step):
+            lines.append(f"Trained further: continued from the end of the finished run at {where}.")
+        elif kind == "resume":
+            how = "" if ended == ("stop", step) else (
                 "Interrupted without a clean stop (killed or crashed): the steps after its last checkpoint were "
                 "trained again. ")
-            lines.append(f"{how}Resumed from the checkpoint at step {r.get('step')} "
-                         f"(in epoch {int(r.get('epoch', 0)) + 1}).")
-            stopped_at = None
+            lines.append(f"{how}Resumed from the checkpoint at {where}.")
+        if kind in ("stop", "finish", "resume"):
+            ended = (kind, step)
     return lines
 
 

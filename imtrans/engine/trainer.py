@@ -251,6 +251,8 @@ class Trainer:
         eval_after = {}
         if stopped == "finished" and pos.step > run.start_step:
             eval_after = self._evaluate(run, final=True)
+        if stopped == "finished":  # the report tells a later --resume that extends the run from a stop apart
+            run.log.write({"kind": "finish", "step": pos.step, "epoch": pos.epoch})
         D.barrier()
         if self.dist.is_main:
             write_index(self.run_dir, f"imtrans run: {self.run_dir.name}")
