@@ -267,3 +267,5 @@ def test_patchnce_inside_cyclegan(tmp_path, cut_plugin):
     assert "nce" in s.train_step(batch)
     res = Trainer(r, progress=False, handle_signals=False).fit()
     assert res.steps == 2
+    legend = [json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines() if '"legend"' in x]
+    assert legend[-1]["losses"]["nce"] == "extra generator term [losses.nce] (patchnce), weighted"

@@ -299,8 +299,11 @@ class Trainer:
         log = RunLogger(self.run_dir, self.console, total, pos.step, n_epochs, bar=self.progress,
                         loggers=loggers, on_log=self.on_log, main=main)
         ckpts.log = log
-        if main and scheme.loss_labels:
-            log.write({"kind": "legend", "losses": dict(scheme.loss_labels)})  # the report explains the names
+        labels = dict(scheme.loss_labels)
+        for key in getattr(scheme, "extra_terms", {}):  # the recipe's own generator terms
+            labels.setdefault(key, f"extra generator term [losses.{key}] ({r.losses[key].name}), weighted")
+        if main and labels:
+            log.write({"kind": "legend", "losses": labels})  # the report page explains the names
         if resumed is not None:
             log.resumed(pos.step, pos.epoch, resume_line(resumed, scheme, data.steps_per_epoch, total, n_epochs))
         if not data.held_out:
