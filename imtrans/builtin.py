@@ -64,6 +64,13 @@ def register_feature_extractors(register):
 
 
 @hookimpl
+def register_loggers(register):
+    from imtrans.engine.loggers import LOGGERS
+
+    _register_all(register, LOGGERS)
+
+
+@hookimpl
 def register_pretrained(register):
     from imtrans.zoo.catalogue import PRETRAINED
 

@@ -55,3 +55,41 @@ def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, 
                 raise
             warnings.append(f"data.{key}: {e}")
     return out
+
+
+def describe_domain(key: str, domain: Any, limit: int = 20_000) -> str:
+    """One line on what a domain holds: image count, pixel sizes, unreadable files (``imtrans check``).
+
+    Folder domains (those with ``paths``) are read header by header (``verify``: cheap, no full
+    decode), up to ``limit`` files; other domains are only counted.
+    """
+    from collections import Counter
+
+    from PIL import Image
+
+    n = len(domain)
+    paths = getattr(domain, "paths", None)
+    where = f" in {getattr(domain, 'root', '')}" if getattr(domain, "root", None) else ""
+    if paths is None:
+        return f"{key}: {n} images{where}"
+    sizes: Counter = Counter()
+    bad: list[str] = []
+    for p in paths[:limit]:
+        try:
+            with Image.open(p) as im:
+                size = im.size
+                im.verify()  # the header and, for PNG, the chunk checksums; not a full decode
+            sizes[size] += 1
+        except Exception:  # noqa: BLE001 - any failure means training would skip this file
+            bad.append(p.name)
+    text = f"{key}: {n} images{where}"
+    if sizes:
+        (w, h), most = sizes.most_common(1)[0]
+        small, big = min(sizes, key=lambda s: s[0] * s[1]), max(sizes, key=lambda s: s[0] * s[1])
+        text += f", {w}x{h} px" if len(sizes) == 1 else (
+            f", {len(sizes)} sizes from {small[0]}x{small[1]} to {big[0]}x{big[1]} px (most: {w}x{h}, {most} images)")
+    if len(paths) > limit:
+        text += f" (sizes from the first {limit})"
+    if bad:
+        text += f"; {len(bad)} unreadable (training skips them): " + ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return text

@@ -65,5 +65,10 @@ def register_pretrained(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register metric loggers built as ``factory(run_dir, **params)`` (see :mod:`imtrans.engine.loggers`)."""
+
+
+@hookspec
 def register_commands(app):
     """Add commands to the ``imtrans`` CLI; ``app`` is the root ``typer.Typer``."""

@@ -58,6 +58,7 @@ REGISTER_HOOKS = {
     "register_schemes": "scheme",
     "register_feature_extractors": "feature_extractor",
     "register_pretrained": "pretrained",
+    "register_loggers": "logger",
 }
 HOOKS = (*REGISTER_HOOKS, "register_commands")
 
@@ -97,6 +98,8 @@ class _Loaded:
     """The outcome of one :func:`load_plugins`: what loaded, and a manager per plugin."""
 
     options: tuple[Any, ...]
+    #: the part kinds whose register hooks ran (``None``: all of them, the complete load)
+    kinds: frozenset[str] | None = None
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     managers: dict[str, pluggy.PluginManager] = field(default_factory=dict)
 
@@ -152,13 +155,15 @@ def _hook_warnings(pm: pluggy.PluginManager, module: Any) -> list[str]:
     return out
 
 
-def _register_parts(name: str, module: Any) -> tuple[pluggy.PluginManager, dict[str, registry.Registry]]:
-    """Run one plugin's register hooks through its own manager into scratch registries."""
+def _register_parts(name: str, module: Any,
+                    kinds: frozenset[str] | None = None) -> tuple[pluggy.PluginManager, dict[str, registry.Registry]]:
+    """Run one plugin's register hooks (those of ``kinds``, default all) through its own manager into scratch registries."""
     pm = _new_manager()
     pm.register(module, name=name)
     scratch = registry.new_registries()
     for hook, kind in REGISTER_HOOKS.items():
-        getattr(pm.hook, hook)(register=functools.partial(scratch[kind].register, plugin=name))
+        if kinds is None or kind in kinds:
+            getattr(pm.hook, hook)(register=functools.partial(scratch[kind].register, plugin=name))
     return pm, scratch
 
 
@@ -185,7 +190,7 @@ def _load_one(loaded: _Loaded, regs: dict[str, registry.Registry], info: PluginI
     if not info.version:
         info.version = str(getattr(module, "__version__", "") or "")
     try:
-        pm, scratch = _register_parts(info.name, module)
+        pm, scratch = _register_parts(info.name, module, loaded.kinds)
     except pluggy.PluginValidationError as e:
         return _fail(info, f"invalid plugin: {e}")
     except Exception as e:  # noqa: BLE001
@@ -197,7 +202,7 @@ def _load_one(loaded: _Loaded, regs: dict[str, registry.Registry], info: PluginI
     info.parts = {kind: reg.names() for kind, reg in scratch.items() if reg.names()}
     info.warnings = _hook_warnings(pm, module)
     info.warnings += [w for reg in scratch.values() for en in reg.entries() for w in en.warnings]
-    if not info.parts and not pm.hook.register_commands.get_hookimpls():
+    if loaded.kinds is None and not info.parts and not pm.hook.register_commands.get_hookimpls():
         info.warnings.append("it registered no parts and no commands; check its hook names and @hookimpl markers")
     loaded.managers[info.name] = pm
 
@@ -256,6 +261,7 @@ def load_plugins(
     plugins_dirs: Iterable[str | Path] | None = None,
     objects: dict[str, Any] | None = None,
     reload: bool = False,
+    kinds: Iterable[str] | None = None,
 ) -> list[PluginInfo]:
     """Load every plugin into the registries, once; return what was found, in load order.
 
@@ -264,28 +270,45 @@ def load_plugins(
     ``IMTRANS_DISABLE_PLUGINS``), ``plugins_dirs`` of plain ``.py`` plugins,
     ``objects`` (name -> module or object with hook functions).  Problems are
     reported once as :class:`PluginWarning` and in the returned infos.
+
+    ``kinds``: run only the register hooks of these part kinds (``()``: none; every plugin is still
+    imported, so its commands can be added).  Quick commands use this (``--help`` imports no torch,
+    ``pretrained list`` only the catalogue); the next call without ``kinds`` completes the load,
+    with the same options.
     """
     options = (frozenset(disable or ()), tuple(Path(d) for d in plugins_dirs or ()),
                tuple((objects or {}).items()))
     asked = any(x is not None for x in (disable, plugins_dirs, objects))
+    wanted = None if kinds is None else frozenset(registry._check_kind(k) for k in kinds)
     with _load_lock:
-        if _loaded is not None and not reload and (not asked or options == _loaded.options):
-            return list(_loaded.infos.values())
-        return _load(options)
+        if _loaded is not None and not reload:
+            if not asked:
+                options = _loaded.options  # e.g. the CLI's --disable-plugin, when a command completes the load
+            done = _loaded.kinds is None or (wanted is not None and wanted <= _loaded.kinds)
+            if options == _loaded.options and done:
+                return list(_loaded.infos.values())
+            if options == _loaded.options and wanted is not None and _loaded.kinds is not None:
+                wanted |= _loaded.kinds  # another partial load: keep what the last one registered
+        return _load(options, wanted)
 
 
-def _load(options: tuple) -> list[PluginInfo]:
+def _load(options: tuple, kinds: frozenset[str] | None = None) -> list[PluginInfo]:
     global _loaded
-    loaded = _Loaded(options)
+    before = _loaded
+    loaded = _Loaded(options, kinds)
     regs = registry.new_registries()
     off = set(options[0]) | _env_disabled()
     for info, loader in _candidates(options[1], options[2]):
         _load_one(loaded, regs, info, loader, off)
     registry.install(regs)
     _loaded = loaded
+    said = set()
+    if before is not None and before.kinds is not None and before.options == options:
+        said = {m for i in before.infos.values() for m in problems(i)}  # a partial load reported these
     for info in loaded.infos.values():
         for msg in problems(info):
-            warnings.warn(msg, PluginWarning, stacklevel=3)  # the caller of load_plugins
+            if msg not in said:
+                warnings.warn(msg, PluginWarning, stacklevel=3)  # the caller of load_plugins
     return list(loaded.infos.values())
 
 
@@ -307,7 +330,7 @@ def load_errors() -> list[PluginInfo]:
 
 def add_commands(app: Any) -> list[str]:
     """Run each loaded plugin's ``register_commands(app)``; one message per plugin that failed."""
-    load_plugins()
+    load_plugins(kinds=())  # commands need the plugins imported, not their parts
     assert _loaded is not None
     failed = []
     for name, pm in _loaded.managers.items():

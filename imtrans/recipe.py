@@ -134,7 +134,25 @@ class TrainConfig(_Strict):
 class OutputConfig(_Strict):
     root: str = "runs"
     name: Optional[str] = Field(None, description="Run directory name; default: the recipe file's stem.")
-    tensorboard: bool = False
+    tensorboard: bool = Field(False, description="Also log to TensorBoard: the same as [output.loggers.tensorboard].")
+    loggers: dict[str, PartSpec] = Field(
+        default_factory=dict,
+        description="Metric loggers by label: [output.loggers.tensorboard] (`name` defaults to the label).",
+    )
+
+    @pydantic.field_validator("loggers", mode="before")
+    @classmethod
+    def _name_from_label(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: ({"name": k, **s} if isinstance(s, dict) else s) for k, s in v.items()}
+        return v
+
+    def logger_specs(self) -> dict[str, PartSpec]:
+        """``loggers``, with ``tensorboard = true`` adding the tensorboard logger unless one is listed."""
+        specs = dict(self.loggers)
+        if self.tensorboard and not any(s.name == "tensorboard" for s in specs.values()):
+            specs["tensorboard"] = PartSpec(name="tensorboard")
+        return specs
 
     @pydantic.field_validator("name")
     @classmethod
@@ -278,6 +296,8 @@ def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None
         check("feature_extractor", recipe.train.eval_features, "train.eval_features")
     for term, spec in recipe.losses.items():
         check("loss", spec, f"losses.{term}")
+    for label, spec in recipe.output.loggers.items():
+        check("logger", spec, f"output.loggers.{label}")
 
 
 def recipe_from_dict(

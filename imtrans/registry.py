@@ -32,6 +32,7 @@ from imtrans.suggest import did_you_mean
 
 KINDS: tuple[str, ...] = (
     "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained", "feature_extractor",
+    "logger",
 )
 
 
@@ -276,6 +277,8 @@ def new_registries() -> dict[str, Registry]:
         "feature_extractor": Registry("feature_extractor"),
         # model zoo entries (imtrans.zoo.Pretrained): "building" one returns the catalogue entry itself
         "pretrained": Registry("pretrained"),
+        # metric loggers (imtrans.engine.loggers), built as factory(run_dir, **params)
+        "logger": Registry("logger", context=("run_dir",)),
     }
 
 

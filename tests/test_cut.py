@@ -205,6 +205,8 @@ def test_cut_recipes_train_a_few_steps(tmp_path, cut_plugin, recipe, keys):
     train = [x for x in recs if x["kind"] == "train"]
     assert keys <= set(train[-1]["losses"]) and ("NCE_Y" in keys) == ("NCE_Y" in train[-1]["losses"])
     assert all(v == v for v in train[-1]["losses"].values())  # finite (NaN != NaN)
+    legend = [x["losses"] for x in recs if x["kind"] == "legend"]
+    assert legend and set(train[-1]["losses"]) <= set(legend[-1])  # the report page explains every name
     meta = ckpt.read_meta(res.run_dir / "checkpoints" / "latest")
     assert set(meta["nets"]) == {"G", "D", "F"} and meta["translators"] == {"a2b": "G"}
     assert "gt_l1_a2b" in res.eval_after
@@ -265,3 +267,5 @@ def test_patchnce_inside_cyclegan(tmp_path, cut_plugin):
     assert "nce" in s.train_step(batch)
     res = Trainer(r, progress=False, handle_signals=False).fit()
     assert res.steps == 2
+    legend = [json.loads(x) for x in (res.run_dir / "metrics.jsonl").read_text().splitlines() if '"legend"' in x]
+    assert legend[-1]["losses"]["nce"] == "extra generator term [losses.nce] (patchnce), weighted"

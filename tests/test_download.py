@@ -195,3 +195,16 @@ def test_corrupt_tar_and_cityscapes(pix2pix_server, tmp_path):
         download_dataset("cityscapes", root=tmp_path, kind="pix2pix", progress=False)
     with pytest.raises(ImtransError, match="did you mean"):
         download_dataset("edges2shoe", root=tmp_path, kind="pix2pix", progress=False)
+
+
+def test_offline_download_says_where_to_put_the_archive_by_hand(tmp_path):
+    """No network: the error names the file to save by hand, and the same command then uses that file."""
+    url = "http://127.0.0.1:9/mini.zip"  # the discard port: nothing listens, the connection is refused
+    with pytest.raises(ImtransError) as err:
+        download_dataset("mini", root=tmp_path, url=url, progress=False, timeout=5)
+    msg = str(err.value)
+    where = tmp_path / "mini.zip"
+    assert f"download {url} another way and save it as {where}" in msg and "\n" not in msg
+    where.write_bytes(DATA)  # fetched another way
+    out = download_dataset("mini", root=tmp_path, url=url, progress=False, timeout=5)
+    assert (out / "trainA" / "1.txt").read_bytes() == b"a" * 5000 and not where.exists()

@@ -213,3 +213,10 @@ def test_offline_message_says_where_to_put_the_file(tmp_path, monkeypatch, serve
     W.cached_weights_path().write_bytes(b"corrupt")
     with pytest.raises(ImtransError, match="delete the file"):
         W.resolve_weights(download=False)
+
+
+def test_the_constants_features_keeps_are_the_networks():
+    """features.py keeps INPUT_SIZE and POOL_DIM itself so that registering parts imports no torchvision."""
+    from imtrans.eval import features, inception
+
+    assert (features.INPUT_SIZE, features.POOL_DIM) == (inception.INPUT_SIZE, inception.POOL_DIM)

@@ -28,7 +28,7 @@ SECTIONS = {
     "train": ["epochs", "epochs_decay", "lr_policy", "lr_step_epochs", "steps_per_epoch", "max_steps", "seed",
               "device", "precision", "compile", "deterministic", "log_every", "sample_every", "checkpoint_every",
               "save_every_epochs", "eval_every", "eval_images"],
-    "output": ["root", "name", "tensorboard"],
+    "output": ["root", "name", "tensorboard", "loggers"],
     "scheme": ["name", "pool_size", "lambda_A", "lambda_B"],
     "losses": ["gan", "cycle", "identity", "nce"],
 }

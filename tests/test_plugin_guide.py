@@ -190,13 +190,17 @@ def test_every_hook_block(tmp_path, fresh_plugins):
     assert info.parts == {
         "generator": ["tiny_resnet"], "discriminator": ["tiny_patchgan"], "loss": ["zero"],
         "augmentation": ["no_flip"], "domain": ["flat"], "scheme": ["cyclegan_again"],
-        "pretrained": ["flat2flat"],
+        "pretrained": ["flat2flat"], "logger": ["lines"],
     }
     assert registry.build("pretrained", "flat2flat").summary == "flat grey -> flat grey (cyclegan_again)"
     assert registry.build("generator", "tiny_resnet").n_blocks == 2
     dom = registry.build("domain", "flat", "train", count=2)
     assert len(dom) == 2 and dom.load(0).mode == "RGB" and dom.name(1) == "train/1.png"
     assert registry.get_registry("loss").get("zero").summary == "Not a useful loss: shows `doc`."
+    lines = registry.build("logger", "lines", tmp_path)
+    lines.log_train(3, 0, 2e-4, {"G_total": 1.5})
+    lines.close()
+    assert (tmp_path / "losses.txt").read_text() == "3 G_total=1.5000\n"
     proc = run_cli("hello", env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}, cwd=tmp_path)
     assert proc.returncode == 0 and "hello from a plugin" in proc.stdout, proc.stderr
     sys.modules.pop("every_hook", None)

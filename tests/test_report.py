@@ -1,5 +1,6 @@
 """The run report: sample grids, the loss panels and the evaluation table of index.html."""
 
+import html
 import json
 import re
 
@@ -141,3 +142,47 @@ def test_run_summary_prints_the_copy_baseline(tmp_path):
         line = next(x for x in lines if x.startswith(f"{d}: ground-truth error"))
         assert "before training" in line and "copying the input scores" in line
     assert not any(x.startswith("copy_l1") for x in lines)  # the baseline sits next to the result
+
+
+def test_report_lists_the_final_evaluation_once_and_says_when_the_run_was_interrupted(tmp_path):
+    write_run(tmp_path)
+    recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = recs.pop()  # an evaluation at the last step, then the final one at the same step
+    recs[21:21] = [{"kind": "stop", "step": 500, "epoch": 0, "reason": "SIGINT"},
+                   {"kind": "resume", "step": 500, "epoch": 0, "text": "..."}]
+    recs[30:30] = [{"kind": "resume", "step": 600, "epoch": 0, "text": "..."}]  # after a kill -9
+    recs += [dict(last, final=False), last]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    write_index(tmp_path, "run")
+    page = (tmp_path / "index.html").read_text()
+    rows = re.findall(r"<tr><td>([^<]+)</td>", page)
+    assert rows == ["0", "1000 (final)"]
+    assert "Stopped by SIGINT at step 500 (in epoch 1), with a checkpoint." in page
+    assert "Resumed from the checkpoint at step 500 (in epoch 1)." in page
+    assert "killed or crashed" in page.split("step 500 (in epoch 1).")[-1]
+    assert "Resumed from the checkpoint at step 600" in page
+    from imtrans.engine.report import run_history
+
+    extended = run_history([{"kind": "finish", "step": 9, "epoch": 3}, {"kind": "resume", "step": 9, "epoch": 3}])
+    assert extended == ["Trained further: continued from the end of the finished run at step 9 (in epoch 4)."]
+
+
+@pytest.mark.parametrize("scheme, d_in", [("cyclegan", 3), ("pix2pix", 6)])
+def test_every_loss_a_scheme_logs_is_explained_on_the_report_page(tmp_path, scheme, d_in):
+    r = recipe_from_dict({
+        "model": {"generator": {"name": "resnet", "ngf": 4, "n_blocks": 1},
+                  "discriminator": {"name": "patchgan", "ndf": 4, "n_layers": 1, "in_channels": d_in}},
+        "scheme": {"name": scheme}, "train": {"precision": "fp32"},
+    })
+    s = registry.build_spec("scheme", r.scheme.as_dict(), r)
+    batch = {"a": torch.zeros(1, 3, 16, 16), "b": torch.zeros(1, 3, 16, 16)}
+    s.setup(batch)
+    losses = s.train_step(batch)
+    assert set(losses) <= set(s.loss_labels), set(losses) - set(s.loss_labels)
+    recs = [{"kind": "legend", "losses": s.loss_labels},
+            {"kind": "train", "step": 1, "epoch": 0, "lr": 2e-4, "losses": {k: float(v) for k, v in losses.items()}}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in recs))
+    write_index(tmp_path, "run")
+    page = (tmp_path / "index.html").read_text().split("<h2>Losses</h2>")[1].split("<h2>")[0]
+    for k in losses:
+        assert f"<li><b>{k}</b>: {html.escape(s.loss_labels[k])}</li>" in page

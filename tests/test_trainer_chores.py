@@ -150,3 +150,22 @@ def test_sample_grids_carry_the_schemes_column_labels(tmp_path):
     png = Image.open(tmp_path / "grid" / "samples" / "step_0000002.png")
     text = " ".join(str(v) for v in png.info.values())
     assert "F(G(A)): reconstructed" in text
+
+
+def test_a_resumed_run_keeps_the_best_checkpoint_unless_it_does_better(tmp_path):
+    """``checkpoints/best`` survives a resume: its score comes back, and only a lower one replaces it."""
+    from imtrans.engine.checkpointing import CheckpointManager, Position
+    from imtrans.engine.distributed import DistInfo
+
+    r = recipe(tmp_path, "best", max_steps=2)
+    Trainer(r, progress=False).fit()
+    scheme = registry.build_spec("scheme", r.scheme.as_dict(), r)
+    scheme.setup({"a": torch.zeros(2, 3, 32, 32), "b": torch.zeros(2, 3, 32, 32)})
+    first = CheckpointManager(tmp_path / "best", r, DistInfo())
+    assert first.consider_best(scheme, Position(2, 0, 2), 5.0)
+    again = CheckpointManager(tmp_path / "best", r, DistInfo())
+    again.resume(scheme)
+    assert again.best_score == 5.0
+    assert not again.consider_best(scheme, Position(3, 0, 3), 6.0)  # worse: the step-2 best is kept
+    assert ckpt.read_meta(tmp_path / "best" / "checkpoints" / "best")["step"] == 2
+    assert again.consider_best(scheme, Position(4, 0, 4), 4.0)

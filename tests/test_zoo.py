@@ -132,6 +132,11 @@ def test_builtin_entries_are_both_official_lists():
         assert e.reverse is None or (PRETRAINED[e.reverse].reverse == n and PRETRAINED[e.reverse].scheme == e.scheme)
     # a resnet_9blocks generator is 11.378 M float32 parameters (the official files are ~45 MB)
     assert PRETRAINED["horse2zebra"].weights_bytes() == 11_378_179 * 4
+    # the sizes listed without torch are the sizes of the networks built
+    from imtrans.zoo.catalogue import KNOWN_WEIGHTS_BYTES, _weights_bytes
+
+    assert {_weights_bytes(arch, measure=True) for arch in KNOWN_WEIGHTS_BYTES} == set(KNOWN_WEIGHTS_BYTES.values())
+    assert {PRETRAINED[n].weights_bytes() for n in PRETRAINED} == set(KNOWN_WEIGHTS_BYTES.values())
 
 
 def test_plugin_entry_through_hook(zoo):

@@ -85,19 +85,45 @@ def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
     return out
 
 
+#: commands that need only the pretrained catalogue, not the parts (so they import no torch)
+_CATALOGUE_ONLY = (("pretrained",), ("pretrained", "list"), ("pretrained", "info"))
+
+
+def _quick(argv: list[str]) -> bool:
+    """Whether the command line only prints help, the version or the zoo's catalogue.
+
+    Those load the plugins for their commands but run no part hooks, so they answer at
+    once: building the part registries imports torch and the networks (seconds).
+    """
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    if not args or any(a in ("-h", "--help", "--version") for a in args):
+        return True
+    words, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("--disable-plugin", "--plugins-dir"):
+            skip = True  # its value is not a command word
+        elif not a.startswith("-"):
+            words.append(a)
+    return tuple(words[:2]) in _CATALOGUE_ONLY
+
+
 def _install_commands() -> None:
     from imtrans.cli import cache, data, demo, eval, parts, pretrained, push, train, translate, weights  # noqa: F401  (commands register on import)
 
 
-def _load_plugins(disable: list[str], dirs: list[str], verbose: bool) -> None:
-    """Load plugins, add their commands and say once what went wrong with any of them."""
+def _load_plugins(disable: list[str], dirs: list[str], verbose: bool, parts: bool = True) -> None:
+    """Load plugins (their parts too unless ``parts=False``), add their commands and say once
+    what went wrong with any of them."""
     from imtrans import plugins
 
     with warnings.catch_warnings():
         # problems are printed once below, not as Python warnings
         warnings.simplefilter("ignore", plugins.PluginWarning)
         # no option given: keep what is already loaded (main() called in-process, e.g. by tests)
-        infos = plugins.load_plugins(disable=disable or None, plugins_dirs=dirs or None)
+        infos = plugins.load_plugins(disable=disable or None, plugins_dirs=dirs or None,
+                                     kinds=None if parts else ())
     for msg in plugins.add_commands(app):
         print_error(msg)
     for info in infos:
@@ -151,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     _install_commands()
     code = 0
     try:
-        _load_plugins(disable, dirs, verbose)
+        _load_plugins(disable, dirs, verbose, parts=not _quick(argv))
         # standalone mode: the parser reports usage errors itself (exit 2) and exits;
         # our own user errors propagate to here and become one line + exit 1.
         command = typer.main.get_command(app)

@@ -17,7 +17,8 @@ from imtrans.cli._console import console, err_console
 @app.command("list")
 def list_parts(
     kind: Optional[str] = typer.Argument(
-        None, help="generator, discriminator, loss, augmentation, domain, scheme or pretrained (default: all)."
+        None, help="generator, discriminator, loss, augmentation, domain, scheme, pretrained, feature_extractor "
+        "or logger (default: all)."
     ),
     params: bool = typer.Option(False, "--params", help="Also show each part's parameters and defaults."),
 ) -> None:
@@ -82,14 +83,24 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the resolved recipe as JSON instead of TOML."),
 ) -> None:
     """Validate a recipe, build every part once, and print the resolved recipe (valid TOML, or JSON) without training."""
-    from imtrans.check import build_parts
+    from imtrans.check import build_parts, describe_domain
     from imtrans.engine.checkpointing import check_run
     from imtrans.recipe import load_recipe
 
     check_run(recipe, list(set_))  # a run directory with a checkpoint: are its plugins installed?
     r = load_recipe(recipe, set_)
     missing: list[str] = []
-    build_parts(r, warnings=missing)
+    built = build_parts(r, warnings=missing)
+    for key, part in built.items():  # what each folder holds, on stderr: stdout stays valid TOML
+        if not key.startswith("data.") or not hasattr(part, "__len__"):
+            continue
+        train = built.get(key.replace("test_", ""))
+        if key != key.replace("test_", "") and getattr(part, "root", 0) == getattr(train, "root", 1):
+            line = (f"{key}: the same folder as {key.replace('test_', '')} "
+                    "(no held-out images: evaluation uses training images)")
+        else:
+            line = describe_domain(key, part)
+        err_console.print(line, highlight=False, soft_wrap=True, markup=False)
     for w in missing:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     status = f"{recipe} is valid (run directory: {Path(r.output.root) / r.run_name()})"

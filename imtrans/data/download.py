@@ -275,7 +275,13 @@ def download_dataset(
     archive = root / f"{name}{'.tar.gz' if is_tar else '.zip'}"
     if not archive.exists():
         part = root / f"{archive.name}.part"
-        fetch_url(url, part, name, progress, timeout)
+        try:
+            fetch_url(url, part, name, progress, timeout)
+        except ImtransError as e:  # offline or blocked: say where a copy fetched another way goes
+            raise ImtransError(
+                f"{e}; to install '{name}' by hand, download {url} another way and save it as {archive.resolve()}, "
+                "then run the same command again (it unpacks that file)"
+            ) from None
         os.replace(part, archive)  # atomic: an archive on disk is always complete
     dest = _extract(archive, root, name)
     archive.unlink()

@@ -160,10 +160,14 @@ class EpochSampler(Sampler):
         g.manual_seed(_mix(self.seed, self.epoch) & 0x7FFFFFFFFFFFFFFF)
         return torch.randperm(self.n, generator=g).tolist()
 
+    @property
+    def per_rank(self) -> int:
+        """Items in this rank's whole epoch, wherever ``start`` is (``len`` counts only those still to come)."""
+        return self.n // self.world
+
     def shard(self) -> list[int]:
         """This rank's part of the epoch's order."""
-        per_rank = self.n // self.world
-        return self.order()[self.rank::self.world][:per_rank]
+        return self.order()[self.rank::self.world][:self.per_rank]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
@@ -171,7 +175,7 @@ class EpochSampler(Sampler):
             yield (epoch, i)
 
     def __len__(self) -> int:
-        return max(0, self.n // self.world - self.start)
+        return max(0, self.per_rank - self.start)
 
 
 def make_loader(

@@ -141,7 +141,18 @@ class CheckpointManager:
             logging.getLogger("imtrans.train").warning("%s; resuming from %s instead", e, old)
             res = self._load(scheme, old)
         self.saved_step = res.pos.step
+        self.best_score = self._best_score()
         return res
+
+    def _best_score(self) -> Optional[float]:
+        """The score of the ``best`` kept so far, so that a resumed run replaces it only with a better one."""
+        best = self.dir / "best"
+        if not (best / ckpt.WEIGHTS).is_file():
+            return None
+        try:
+            return float(ckpt.read_meta(best)["best_score"])
+        except (ckpt.CheckpointError, KeyError, TypeError, ValueError):
+            return None  # unreadable: the next evaluation writes a new one
 
     def _load(self, scheme, path: Path) -> Resumed:
         try:

@@ -145,7 +145,8 @@ class TrainData:
 
     @property
     def steps_per_epoch(self) -> int:
-        n = len(self.sampler) // self.batch_size
+        """Steps in a whole epoch; not ``len(sampler)``, which shrinks while a resumed epoch is under way."""
+        n = self.sampler.per_rank // self.batch_size
         cap = self.recipe.train.steps_per_epoch
         return min(n, cap) if cap else n
 

@@ -154,7 +154,37 @@ def _loss_plots(records: list[dict[str, Any]]) -> str:
     keys = list(dict.fromkeys(k for r in train for k in r["losses"]))
     panels = [Panel(k, {k: [(r["step"], float(r["losses"][k])) for r in train if k in r["losses"]
                             and abs(float(r["losses"][k])) < 1e6]}) for k in keys]
-    return small_multiples(panels)
+    return small_multiples(panels) + _loss_legend(records, keys)
+
+
+def _loss_legend(records: list[dict[str, Any]], keys: list[str]) -> str:
+    """What each panel's loss name means, as the scheme describes it (its ``loss_labels``)."""
+    legends = [r["losses"] for r in records if r.get("kind") == "legend" and isinstance(r.get("losses"), dict)]
+    if not legends:
+        return ""
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(legends[-1][k]))}</li>"
+                    for k in keys if k in legends[-1])
+    return f'<ul class="note">{items}</ul>' if items else ""
+
+
+def run_history(records: list[dict[str, Any]]) -> list[str]:
+    """Sentences on the run's interruptions and resumes, in order (``stop``/``finish``/``resume`` records)."""
+    lines, ended = [], None  # how the last session ended: ("stop" | "finish", step)
+    for r in records:
+        kind, step = r.get("kind"), r.get("step")
+        where = f"step {step} (in epoch {int(r.get('epoch', 0)) + 1})"
+        if kind == "stop":
+            lines.append(f"Stopped by {r.get('reason') or 'a request'} at {where}, with a checkpoint.")
+        elif kind == "resume" and ended == ("finish", step):
+            lines.append(f"Trained further: continued from the end of the finished run at {where}.")
+        elif kind == "resume":
+            how = "" if ended == ("stop", step) else (
+                "Interrupted without a clean stop (killed or crashed): the steps after its last checkpoint were "
+                "trained again. ")
+            lines.append(f"{how}Resumed from the checkpoint at {where}.")
+        if kind in ("stop", "finish", "resume"):
+            ended = (kind, step)
+    return lines
 
 
 def _eval_plot(evals: list[dict[str, Any]]) -> str:
@@ -173,6 +203,12 @@ def _eval_plot(evals: list[dict[str, Any]]) -> str:
 def _eval_table(evals: list[dict[str, Any]]) -> str:
     if not evals:
         return "<p>No evaluation yet.</p>"
+    by_step: dict[Any, dict[str, Any]] = {}
+    for r in evals:  # one row per step: an evaluation repeated at a step (the final one) replaces the earlier
+        final = r.get("final") or by_step.get(r["step"], {}).get("final")
+        by_step.pop(r["step"], None)
+        by_step[r["step"]] = {**r, "final": bool(final)}
+    evals = list(by_step.values())
     keys = list(dict.fromkeys(k for r in evals for k in r["metrics"]))
     head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
     body = "".join(
@@ -211,6 +247,7 @@ def write_index(run_dir: Path, title: str) -> None:
         result = (f"<h2>Result at step {evals[-1]['step']}</h2><ul class=\"result\">{items}</ul>"
                   "<p class=\"note\">Ground-truth error: mean |translation - truth| over held-out images, "
                   "in [0, 1] pixel units (lower is better).</p>")
+    history = "".join(f"<p class=\"note\">{html.escape(x)}</p>" for x in run_history(records))
     legend = ""
     if samples and (labels := _grid_labels(samples[0])):
         legend = "<p>Each block of rows shows " + "; ".join(
@@ -223,7 +260,7 @@ def write_index(run_dir: Path, title: str) -> None:
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_STYLE}</style>
 </head><body><h1>{html.escape(title)}</h1>
-{result}
+{history}{result}
 <h2>Losses</h2>{_loss_plots(records)}
 <h2>Evaluation</h2>{_eval_plot(evals)}{_eval_table(evals)}
 <h2>Samples (newest first)</h2>{legend}{imgs or "<p>No samples yet.</p>"}

@@ -1,4 +1,4 @@
-"""What a run tells the outside: metrics.jsonl, TensorBoard, a progress display, notes.
+"""What a run tells the outside: metrics.jsonl, the recipe's loggers (TensorBoard...), a progress display, notes.
 
 Losses stay on the device in a :class:`LossWindow` and are read back once per log step (one host
 sync), which is also where non-finite losses are caught.  Progress is a rich bar on a terminal
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -90,14 +90,17 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: Path, console: Any, total: int, start_step: int, n_epochs: int,
-                 bar: bool = True, tensorboard: bool = False, on_log: Optional[Callable] = None,
+                 bar: bool = True, loggers: Sequence[Any] = (), on_log: Optional[Callable] = None,
                  main: bool = True) -> None:
         self.main = main
         self.total, self.n_epochs = total, n_epochs
         self.on_log = on_log
         self.console = console if console is not None else _stderr_console()
         self._metrics = MetricsLog(run_dir / "metrics.jsonl") if main else None
-        self._tb = _tensorboard(run_dir) if main and tensorboard else None
+        #: the recipe's loggers (:class:`~imtrans.engine.loggers.SafeLogger`): a failing one is noted here too
+        self._loggers = list(loggers) if main else []
+        for lg in self._loggers:
+            lg.on_fail = lambda msg: self.write({"kind": "note", "text": msg})
         self._bar = _TrainBar(self.console, total, start_step) if main and bar and self.console.is_terminal else None
         self._t0, self._start = time.perf_counter(), start_step
         self._last_t, self._last_step = self._t0, start_step
@@ -114,6 +117,13 @@ class RunLogger:
         self.write({"kind": "note", "text": text})
         self.console.print(f"[dim]imtrans:[/] {text}", highlight=False, soft_wrap=True)
 
+    def resumed(self, step: int, epoch: int, text: str) -> None:
+        """The run continues from a checkpoint: one line for the person, one record for the report page."""
+        if not self.main:
+            return
+        self.write({"kind": "resume", "step": step, "epoch": epoch, "text": text})
+        self.console.print(f"[dim]imtrans:[/] {text}", highlight=False, soft_wrap=True)
+
     def train(self, step: int, epoch: int, lr: float, losses: dict[str, float], images: int) -> dict[str, Any]:
         """Log a window of training losses; ``images``: images seen since the last call."""
         now = time.perf_counter()
@@ -123,10 +133,8 @@ class RunLogger:
         rec = {"kind": "train", "step": step, "epoch": epoch, "lr": lr,
                "images_per_s": round(ips, 3), "losses": losses}
         self.write(rec)
-        if self._tb is not None:
-            for k, v in losses.items():
-                self._tb.add_scalar(f"loss/{k}", v, step)
-            self._tb.add_scalar("lr", lr, step)
+        for lg in self._loggers:
+            lg.call("log_train", step, epoch, lr, losses)
         if self.on_log:
             self.on_log(rec)
         if self._bar is not None:
@@ -154,34 +162,22 @@ class RunLogger:
         if final:
             rec["final"] = True
         self.write(rec)
-        if self._tb is not None:
-            for k, v in metrics.items():
-                self._tb.add_scalar(f"eval/{k}", v, step)
+        for lg in self._loggers:
+            lg.call("log_eval", step, epoch, metrics)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
         if self._metrics is not None:
             self._metrics.close()
-        if self._tb is not None:
-            self._tb.close()
+        for lg in self._loggers:
+            lg.call("close")
 
 
 def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ImtransError(
-            "output.tensorboard = true but tensorboard is not installed; pip install tensorboard "
-            "(or pip install 'imtrans[tensorboard]'), or set output.tensorboard = false"
-        ) from None
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 class _TrainBar:

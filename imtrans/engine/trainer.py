@@ -4,7 +4,7 @@
 * the scheme (:class:`~imtrans.schemes.base.Scheme`) — networks, optimisers, ``train_step``;
 * :class:`~imtrans.engine.checkpointing.CheckpointManager` — ``latest``/snapshots/``best``, resume;
 * :class:`~imtrans.engine.evaluator.Evaluator` — held-out metrics;
-* :class:`~imtrans.engine.runlog.RunLogger` — metrics.jsonl, progress, TensorBoard, notes;
+* :class:`~imtrans.engine.runlog.RunLogger` — metrics.jsonl, progress, the recipe's loggers, notes;
 * :class:`~imtrans.engine.stop.StopFlag` — SIGINT/SIGTERM.
 
 After each step the order is fixed, and matters: **check** the losses for NaN/Inf before anything
@@ -29,6 +29,7 @@ from imtrans.engine import distributed as D
 from imtrans.engine.checkpointing import CheckpointManager, Position
 from imtrans.engine.data import TrainData
 from imtrans.engine.evaluator import Evaluator
+from imtrans.engine.loggers import build_loggers
 from imtrans.engine.lock import RunLock
 from imtrans.engine.report import save_png, grid_image, truncate_metrics, write_index
 from imtrans.engine.runlog import LossWindow, NonFiniteLossError, RunLogger
@@ -156,6 +157,7 @@ class Trainer:
                     break
             if run.stop.stopping:  # agreed by every rank (see StopFlag.should_stop)
                 self._check_and_save(run)
+                run.log.write({"kind": "stop", "step": pos.step, "epoch": pos.epoch, "reason": run.stop.reason})
                 return
             if pos.step >= run.total and pos.step_in_epoch < run.data.steps_per_epoch:
                 break  # max_steps reached mid-epoch: no epoch end
@@ -192,7 +194,7 @@ class Trainer:
         snap = f"epoch_{pos.epoch:04d}" if t.save_every_epochs and pos.epoch % t.save_every_epochs == 0 else None
         if not t.checkpoint_every or snap or pos.step >= run.total:
             self._check_and_save(run, snapshot=snap)
-        if not t.eval_every and pos.step < run.total:  # the last one is the final evaluation
+        if not t.eval_every and pos.step < run.total and pos.epoch < run.n_epochs:  # the last: the final evaluation
             self._evaluate(run)
         if not t.sample_every:
             self._sample(run, f"epoch_{pos.epoch:04d}")
@@ -249,6 +251,8 @@ class Trainer:
         eval_after = {}
         if stopped == "finished" and pos.step > run.start_step:
             eval_after = self._evaluate(run, final=True)
+        if stopped == "finished":  # the report tells a later --resume that extends the run from a stop apart
+            run.log.write({"kind": "finish", "step": pos.step, "epoch": pos.epoch})
         D.barrier()
         if self.dist.is_main:
             write_index(self.run_dir, f"imtrans run: {self.run_dir.name}")
@@ -285,16 +289,23 @@ class Trainer:
             scheme.compile_networks()
 
         ckpts = CheckpointManager(self.run_dir, r, self.dist)
-        pos, notes = Position(), []
+        pos, notes, resumed = Position(), [], None
         if self.resume:
             resumed = ckpts.resume(scheme)
             pos = resumed.pos
-            notes += _resume_notes(resumed, scheme, pos, total)
             if main:
                 truncate_metrics(self.run_dir / "metrics.jsonl", pos.step)
+        loggers = build_loggers(r.output.logger_specs(), self.run_dir) if main else []
         log = RunLogger(self.run_dir, self.console, total, pos.step, n_epochs, bar=self.progress,
-                        tensorboard=r.output.tensorboard, on_log=self.on_log, main=main)
+                        loggers=loggers, on_log=self.on_log, main=main)
         ckpts.log = log
+        labels = dict(scheme.loss_labels)
+        for key in getattr(scheme, "extra_terms", {}):  # the recipe's own generator terms
+            labels.setdefault(key, f"extra generator term [losses.{key}] ({r.losses[key].name}), weighted")
+        if main and labels:
+            log.write({"kind": "legend", "losses": labels})  # the report page explains the names
+        if resumed is not None:
+            log.resumed(pos.step, pos.epoch, resume_line(resumed, scheme, data.steps_per_epoch, total, n_epochs))
         if not data.held_out:
             notes.append("no held-out split (ROOT/test or ROOT/val) found: samples use training pairs, nothing is "
                          "evaluated" if data.paired else
@@ -312,13 +323,15 @@ class Trainer:
         return run
 
 
-def _resume_notes(resumed, scheme, pos: Position, total: int) -> list[str]:
-    notes = []
+def resume_line(resumed, scheme, steps_per_epoch: int, total: int, n_epochs: int) -> str:
+    """The one line ``--resume`` prints: from where, how much is left, and what changed in the schedule."""
+    pos = resumed.pos
+    if pos.step >= total:
+        return (f"this run already finished at step {pos.step}; nothing to train — raise train.epochs, "
+                "train.epochs_decay or train.max_steps (with --set) to train longer")
+    text = (f"resuming from step {pos.step} (epoch {pos.epoch + 1}/{n_epochs}, {pos.step_in_epoch} of its "
+            f"{steps_per_epoch} steps done); {total - pos.step} steps to go, to step {total}")
     if resumed.schedule_changes:
         what = ", ".join(f"{k} {a} → {b}" for k, (a, b) in resumed.schedule_changes.items())
-        notes.append(f"resumed with a changed LR schedule ({what}): the learning rate at epoch {pos.epoch + 1} "
-                     f"is now {scheme.lr():.3g}")
-    if pos.step >= total:
-        notes.append(f"this run already finished at step {pos.step}; nothing to train — raise train.epochs, "
-                     "train.epochs_decay or train.max_steps (with --set) to train longer")
-    return notes
+        text += f"; LR schedule changed ({what}): the learning rate is now {scheme.lr():.3g}"
+    return text

@@ -33,7 +33,9 @@ from PIL import Image
 from torch import nn
 
 from imtrans.errors import ImtransError
-from imtrans.eval.inception import INPUT_SIZE, POOL_DIM, FIDInceptionV3
+# imtrans.eval.inception is imported where the network is built: it imports torchvision (seconds),
+# which registering and listing the parts must not pay for; tests/test_eval_features.py checks these
+INPUT_SIZE, POOL_DIM = 299, 2048  # inception.INPUT_SIZE, inception.POOL_DIM
 
 ResizeMode = Literal["clean", "legacy_pytorch"]
 Precision = Literal["fp32", "bf16"]
@@ -109,7 +111,7 @@ class InceptionFeatures(FeatureExtractor):
 
     dim = POOL_DIM
 
-    def __init__(self, net: FIDInceptionV3, weights_sha256: str, resize: ResizeMode = "clean",
+    def __init__(self, net: nn.Module, weights_sha256: str, resize: ResizeMode = "clean",
                  input_size: int = INPUT_SIZE) -> None:
         if resize not in RESIZE_MODES:
             raise ImtransError(f"resize mode '{resize}' is not one of {', '.join(RESIZE_MODES)}")
@@ -138,6 +140,7 @@ def inception_v3_fid(weights: Optional[str] = None, resize: ResizeMode = "clean"
     its numbers mean nothing).  ``resize``: ``clean`` (clean-fid, antialiased)
     or ``legacy_pytorch`` (pytorch-fid's bilinear).
     """
+    from imtrans.eval.inception import FIDInceptionV3
     from imtrans.eval.weights import load_resolved_weights, resolve_weights
 
     # Resolved once: hashing the 95 MB file (and warning about a file other than the published one)

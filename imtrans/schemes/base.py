@@ -192,6 +192,8 @@ class Scheme(nn.Module):
     #: column labels of each row that ``sample_rows`` returns (the sample grid's headers),
     #: e.g. (("A: input", "G(A): translated"),); empty: the grid has no headers
     sample_labels: tuple[tuple[str, ...], ...] = ()
+    #: what each loss that ``train_step`` returns means, in words (the run's report page shows it)
+    loss_labels: dict[str, str] = {}
 
     def __init__(self, recipe) -> None:
         super().__init__()

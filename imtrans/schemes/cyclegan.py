@@ -88,6 +88,17 @@ class CycleGAN(Scheme):
     translators = {"a2b": "G", "b2a": "F"}
     sample_labels = (("A: input", "G(A): translated", "F(G(A)): reconstructed"),
                      ("B: input", "F(B): translated", "G(F(B)): reconstructed"))
+    loss_labels = {
+        "G_total": "what the two generators minimise together: the sum of their terms",
+        "G_gan_b": "adversarial loss of G (A -> B): how well its fakes fool D_B",
+        "F_gan_a": "adversarial loss of F (B -> A): how well its fakes fool D_A",
+        "cycle_a": "cycle loss A -> B -> A: |F(G(a)) - a|, weighted by lambda_A",
+        "cycle_b": "cycle loss B -> A -> B: |G(F(b)) - b|, weighted by lambda_B",
+        "idt_a": "identity loss of F: |F(a) - a| (F should leave A images alone)",
+        "idt_b": "identity loss of G: |G(b) - b| (G should leave B images alone)",
+        "D_A": "discriminator D_A telling real A images from F's fakes (lower: it tells them apart better)",
+        "D_B": "discriminator D_B telling real B images from G's fakes (lower: it tells them apart better)",
+    }
 
     def __init__(
         self,

@@ -75,6 +75,13 @@ class Pix2Pix(Scheme):
 
     translators = {"a2b": "G"}
     sample_labels = (("A: input", "G(A): translated", "B: real target"),)
+    loss_labels = {
+        "G_total": "what the generator minimises (G_GAN + G_L1)",
+        "G_GAN": "adversarial loss of G: how well (input, G(input)) fools D",
+        "G_L1": "|G(a) - b| against the real target, weighted by lambda_L1",
+        "D_real": "discriminator D on real (input, target) pairs",
+        "D_fake": "discriminator D on (input, G(input)) pairs",
+    }
     #: the trainer feeds pairs: batch["a"][i] and batch["b"][i] belong together
     paired = True
 

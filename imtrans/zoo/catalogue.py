@@ -128,8 +128,18 @@ class Pretrained:
 _SCHEME_TITLES = {"cyclegan": "CycleGAN", "pix2pix": "pix2pix"}
 
 
+#: bytes of the built-in architectures' weights, so that listing the zoo imports no torch
+#: (tests/test_zoo.py checks each against :func:`_weights_bytes` building the network)
+KNOWN_WEIGHTS_BYTES: dict[str, int] = {
+    json.dumps(RESNET_9BLOCKS, sort_keys=True): 45_512_716,
+    json.dumps(UNET_256, sort_keys=True): 217_695_348,
+}
+
+
 @lru_cache(maxsize=None)
-def _weights_bytes(arch_json: str) -> int | None:
+def _weights_bytes(arch_json: str, measure: bool = False) -> int | None:
+    if not measure and arch_json in KNOWN_WEIGHTS_BYTES:
+        return KNOWN_WEIGHTS_BYTES[arch_json]
     import torch
 
     from imtrans.nets.discriminators import DISCRIMINATORS

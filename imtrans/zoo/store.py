@@ -41,7 +41,9 @@ def registry():
     from imtrans.plugins import load_plugins
     from imtrans.registry import get_registry
 
-    load_plugins()  # the zoo is an entry point too: its catalogue comes from plugins (idempotent)
+    # the zoo is an entry point too: its catalogue comes from plugins (idempotent); only the
+    # catalogue's hooks run here, so `imtrans pretrained list` imports no torch
+    load_plugins(kinds=("pretrained",))
     return get_registry("pretrained")
 
 

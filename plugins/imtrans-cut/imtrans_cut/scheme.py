@@ -48,6 +48,15 @@ class CUT(Scheme):
 
     translators = {"a2b": "G"}
     sample_labels = (("A: input", "G(A): translated"), ("B: input", "G(B): should stay B"))
+    loss_labels = {
+        "G_total": "what the generator minimises: G_GAN plus the PatchNCE terms",
+        "G_GAN": "adversarial loss of G: how well its fakes fool D, weighted by lambda_GAN",
+        "NCE": "PatchNCE loss: each patch of G(a) should match the same patch of a, not others",
+        "NCE_Y": "PatchNCE identity loss on B images: G(b) should keep b's patches (CUT, not FastCUT)",
+        "D": "the discriminator's loss (mean of D_real and D_fake)",
+        "D_real": "discriminator D on real B images",
+        "D_fake": "discriminator D on G's fakes",
+    }
 
     def __init__(
         self,
