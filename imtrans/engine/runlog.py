@@ -164,6 +164,10 @@ class RunLogger:
         self.write(rec)
         for lg in self._loggers:
             lg.call("log_eval", step, epoch, metrics)
+        if self.main:  # the terminal sees each evaluation too, not only the report page and the log
+            shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+            self.console.print(f"[dim]imtrans:[/] evaluation at step {step}{' (final)' if final else ''}: {shown}",
+                               highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -184,8 +188,7 @@ class _TrainBar:
     """A rich progress bar whose first line always fits: losses go on a second line, cut if long."""
 
     def __init__(self, console: Any, total: int, step: int) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         from rich.text import Text
 
         class _Progress(Progress):
@@ -196,30 +199,31 @@ class _TrainBar:
                 if self.losses:
                     yield Text(self.losses, no_wrap=True, overflow="ellipsis", style="dim")
 
+        # Speed and ETA from all steps done so far: rich's own columns average over its last 30 s
+        # and show "- it/s ... -:--:--" whenever a step takes longer than that (a busy machine).
         self._p = _Progress(
             TextColumn("epoch {task.fields[epoch]}"), BarColumn(bar_width=None), MofNCompleteColumn(),
-            _speed_column(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"),
             console=console, transient=False, expand=True,
         )
-        self._task = self._p.add_task("train", total=total, completed=step, epoch="-")
+        self._t0, self._start, self._total = time.perf_counter(), step, total
+        self._task = self._p.add_task("train", total=total, completed=step, epoch="-", speed="- it/s",
+                                      eta="-:--:--")
         self._p.start()
 
     def update(self, step: int, epoch: int, n_epochs: int, losses: Optional[str]) -> None:
         if losses is not None:
             self._p.losses = losses
-        self._p.update(self._task, completed=step, epoch=f"{epoch + 1}/{n_epochs}")
+        speed, eta = bar_speed(step - self._start, time.perf_counter() - self._t0, self._total - step)
+        self._p.update(self._task, completed=step, epoch=f"{epoch + 1}/{n_epochs}", speed=speed, eta=eta)
 
     def stop(self) -> None:
         self._p.stop()
 
 
-def _speed_column():
-    """Steps per second (rich's own speed columns show bytes or nothing)."""
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class SpeedColumn(ProgressColumn):
-        def render(self, task):
-            return Text(f"{task.speed:.2f} it/s" if task.speed else "- it/s")
-
-    return SpeedColumn()
+def bar_speed(done: int, elapsed: float, left: int) -> tuple[str, str]:
+    """("1.23 it/s", "0:04:10") from the steps done since the run (or resume) started."""
+    if done <= 0 or elapsed <= 0:
+        return "- it/s", "-:--:--"
+    rate = done / elapsed
+    return (f"{rate:.2f} it/s" if rate >= 0.1 else f"{1 / rate:.1f} s/it"), _fmt_eta(left / rate)

@@ -304,6 +304,7 @@ class Trainer:
             labels.setdefault(key, f"extra generator term [losses.{key}] ({r.losses[key].name}), weighted")
         if main and labels:
             log.write({"kind": "legend", "losses": labels})  # the report page explains the names
+        log.note(start_line(r, device, prec.mode, total, n_epochs, data.steps_per_epoch, self.dist.world))
         if resumed is not None:
             log.resumed(pos.step, pos.epoch, resume_line(resumed, scheme, data.steps_per_epoch, total, n_epochs))
         if not data.held_out:
@@ -321,6 +322,16 @@ class Trainer:
         if pos.step == 0:
             run.eval_before = self._evaluate(run)
         return run
+
+
+def start_line(r, device, precision: str, total: int, n_epochs: int, steps_per_epoch: int, world: int) -> str:
+    """What runs where, said once at the start: scheme, device, precision, threads or processes, steps."""
+    where = f"{device}" + (f" x {world} processes" if world > 1 else "")
+    if device.type == "cpu":
+        where += f", {torch.get_num_threads()} threads"
+    how = "PyTorch, compiled" if r.train.compile else "PyTorch"
+    return (f"training {r.scheme.name} on {where} at {precision} ({how}): {total} steps, {n_epochs} epochs "
+            f"of {steps_per_epoch} steps of {r.data.batch_size} images")
 
 
 def resume_line(resumed, scheme, steps_per_epoch: int, total: int, n_epochs: int) -> str:
