@@ -65,3 +65,14 @@ def test_cache_lists_and_clears_each_kind(tmp_path):
     r = subprocess.run([sys.executable, "-m", "imtrans", "cache", "clear", "models"], capture_output=True,
                        text=True, env=env, cwd=ROOT, timeout=120)
     assert r.returncode == 1 and "'models' is not one of onnx, pretrained, fid, all" in r.stderr
+
+
+def test_listings_for_scripts_have_json():
+    import json
+
+    models = json.loads(_piped("pretrained", "list", "--json"))
+    assert {"summer2winter_yosemite", "horse2zebra"} <= {m["name"] for m in models}
+    assert all(isinstance(m["cached"], bool) for m in models)
+    parts = json.loads(_piped("list", "generator", "--json"))
+    resnet = next(p for p in parts if p["name"] == "resnet")
+    assert resnet["kind"] == "generator" and resnet["defaults"]["n_blocks"] == 9

@@ -21,11 +21,17 @@ def list_parts(
         "or logger (default: all)."
     ),
     params: bool = typer.Option(False, "--params", help="Also show each part's parameters and defaults."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (with parameters and defaults)."),
 ) -> None:
     """List registered parts with their one-line docs and the plugin that provided each."""
     from imtrans import registry
 
     entries = registry.describe(kind)
+    if as_json:
+        rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin, "summary": e.summary,
+                 "defaults": {k: _jsonable(v) for k, v in e.defaults().items()}} for e in entries]
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(title="imtrans parts" + (f": {kind}" if kind else ""), show_lines=False, expand=False)
     table.add_column("name", style="bold", no_wrap=True)
     table.add_column("plugin", style="magenta", no_wrap=True)
@@ -44,6 +50,14 @@ def list_parts(
             row.append(escape(", ".join(f"{k}={v!r}" for k, v in e.defaults().items())))
         table.add_row(*row)
     console.print(table)
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)  # e.g. a class or a callable default
 
 
 def _doc_markup(text: str) -> str:

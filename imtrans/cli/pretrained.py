@@ -21,12 +21,19 @@ def _size(n: Optional[int]) -> str:
 
 
 @pretrained_app.command("list")
-def list_models() -> None:
+def list_models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Every pretrained translator: name, what it does, architecture, download size, cached or not."""
     from rich.table import Table
 
     from imtrans import zoo
 
+    if as_json:
+        import json
+
+        rows = [{"name": n, "translates": zoo.get(n).summary, "architecture": zoo.get(n).describe_architecture(),
+                 "bytes": zoo.get(n).weights_bytes(), "cached": zoo.is_cached(n)} for n in zoo.names()]
+        typer.echo(json.dumps(rows, indent=2))
+        return
     table = Table(title=f"imtrans pretrained (cache: {zoo.cache_root()})")
     for col in ("name", "translates", "architecture", "size", "cached"):
         table.add_column(col, overflow="fold")
