@@ -36,7 +36,7 @@ def make_model(root: Path) -> Path:
 
     torch.manual_seed(0)
     G = registry.build("generator", "resnet")  # official defaults: ngf 64, 9 blocks, instance norm
-    meta = {"scheme": "cyclegan", "step": 0, "nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}},
+    meta = {"scheme": "cyclegan", "step": 0, "nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}},
             "translators": {"a2b": "G"}}
     save_checkpoint(root / "run" / "checkpoints" / "latest", {"G": G}, meta, None)
     return root / "run"

@@ -152,13 +152,19 @@ def _hook_warnings(pm: pluggy.PluginManager, module: Any) -> list[str]:
     return out
 
 
-def _register_parts(name: str, module: Any) -> tuple[pluggy.PluginManager, dict[str, registry.Registry]]:
-    """Run one plugin's register hooks through its own manager into scratch registries."""
+def _register_parts(info: PluginInfo, module: Any) -> tuple[pluggy.PluginManager, dict[str, registry.Registry]]:
+    """Run one plugin's register hooks through its own manager into scratch registries.
+
+    Each entry records the plugin's name, distribution and version as it is registered,
+    so provenance needs nothing but the registry.
+    """
     pm = _new_manager()
-    pm.register(module, name=name)
+    pm.register(module, name=info.name)
     scratch = registry.new_registries()
     for hook, kind in REGISTER_HOOKS.items():
-        getattr(pm.hook, hook)(register=functools.partial(scratch[kind].register, plugin=name))
+        register = functools.partial(scratch[kind].register, plugin=info.name, dist=info.distribution,
+                                     version=info.version)
+        getattr(pm.hook, hook)(register=register)
     return pm, scratch
 
 
@@ -185,7 +191,7 @@ def _load_one(loaded: _Loaded, regs: dict[str, registry.Registry], info: PluginI
     if not info.version:
         info.version = str(getattr(module, "__version__", "") or "")
     try:
-        pm, scratch = _register_parts(info.name, module)
+        pm, scratch = _register_parts(info, module)
     except pluggy.PluginValidationError as e:
         return _fail(info, f"invalid plugin: {e}")
     except Exception as e:  # noqa: BLE001
@@ -319,13 +325,8 @@ def add_commands(app: Any) -> list[str]:
 
 
 def part_origin(kind: str, name: str) -> dict[str, str]:
-    """Which plugin, distribution and version provide a registered part (``{}`` if none does)."""
-    load_plugins()
-    assert _loaded is not None
-    reg = registry.get_registry(kind)
-    if name not in reg:
-        return {}
-    info = _loaded.infos.get(reg.get(name).plugin)
-    if info is None:
-        return {"plugin": reg.get(name).plugin}
-    return {"plugin": info.name, "dist": info.distribution, "version": info.version}
+    """Which plugin, distribution and version provide a registered part (``{}`` if none does).
+
+    Read from the registry entry, which records its origin when it is registered.
+    """
+    return registry.part_origin(kind, name)

@@ -63,7 +63,7 @@ def test_checkpoint_and_translated_images_respect_the_umask(tmp_path, umask):
 
     torch.manual_seed(0)
     G = registry.build("generator", "resnet", ngf=4, n_blocks=1).eval()
-    meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     dest = save_checkpoint(tmp_path / "ck" / "latest", {"G": G}, meta, {"step": torch.tensor(3)})
     want = plain_open_mode(tmp_path)
     os.mkdir(tmp_path / "refdir")

@@ -136,7 +136,7 @@ def test_translate_sharding_covers_every_input_once(tmp_path):
     assert len(done) == len(set(done)) == 7
     # and through the CLI with two processes
     ckpt.save_checkpoint(tmp_path / "model", {"G": G},
-                         {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}, None)
+                         {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}, None)
     r = run_cli("translate", str(tmp_path / "model"), str(src), "-o", str(tmp_path / "out2"), "--nproc", "2",
                 "--no-progress", "--precision", "fp32", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]

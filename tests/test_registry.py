@@ -32,7 +32,7 @@ def test_register_by_decorator_and_call_and_build():
     assert reg.names() == ["resnet", "unet"]
     g = reg.build("resnet", ngf=32)
     assert (g.ngf, g.n_blocks, g.norm) == (32, 9, "instance")
-    assert g._imtrans_spec == {"name": "resnet", "ngf": 32, "n_blocks": 9, "norm": "instance"}
+    assert g.imtrans_part.spec == {"name": "resnet", "ngf": 32, "n_blocks": 9, "norm": "instance"}
     assert reg.build("unet", num_downs=7) == ("unet", 7)
     assert reg.get("resnet").summary == "A resnet."
     assert reg.get("unet").plugin == "builtin"

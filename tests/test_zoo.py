@@ -274,7 +274,7 @@ def test_fine_tune_from_zoo_and_rebuild_without_fetching(zoo, tmp_path, monkeypa
         registry.build("generator", "resnet", ngf=4, n_blocks=2, norm="batch", pretrained="tiny_h2z")
     with pytest.raises(ImtransError, match="has 'unet'; use the part 'resnet'"):
         registry.build("generator", "unet", ngf=4, num_downs=5, pretrained="tiny_h2z")
-    ckpt.save_checkpoint(tmp_path / "ck", {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}}, None)
+    ckpt.save_checkpoint(tmp_path / "ck", {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}}, None)
     monkeypatch.setenv("IMTRANS_HOME", str(tmp_path / "empty"))  # nothing cached, nothing served
     monkeypatch.setenv("IMTRANS_PRETRAINED_MIRROR", "http://127.0.0.1:9")
     G2 = ckpt.build_net_from_meta(tmp_path / "ck", "G")

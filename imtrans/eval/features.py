@@ -34,6 +34,7 @@ from torch import nn
 
 from imtrans.errors import ImtransError
 from imtrans.eval.inception import INPUT_SIZE, POOL_DIM, FIDInceptionV3
+from imtrans.registry import record_of
 
 ResizeMode = Literal["clean", "legacy_pytorch"]
 Precision = Literal["fp32", "bf16"]
@@ -59,8 +60,8 @@ class FeatureExtractor(nn.Module):
 
     @property
     def name(self) -> str:
-        spec = getattr(self, "_imtrans_spec", None) or {}
-        return str(spec.get("name", type(self).__name__))
+        rec = record_of(self)
+        return rec.name if rec is not None else type(self).__name__
 
     def identity(self) -> dict[str, Any]:
         """What a result must name so it is never compared with another extractor's by mistake."""

@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from imtrans.errors import ImtransError
+from imtrans.registry import record_of
 
 # part name -> (kind, [(official key prefix, imtrans key prefix), ...]).
 # The prefixes are the same today because our modules mirror the official
@@ -255,7 +256,8 @@ def _converted(
     params = dict(params or {})
     net, sd = convert_official(pth, part, params)
     name = name or ("G" if kind == "generator" else "D")
-    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
+    rec = record_of(net)
+    spec = rec.spec if rec is not None else {"name": part, **params}
     meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
     if kind == "generator":
         meta["translators"] = {"a2b": name}

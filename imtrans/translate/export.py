@@ -30,6 +30,7 @@ from torch import nn
 
 from imtrans.atomic import atomic_path
 from imtrans.errors import ImtransError
+from imtrans.registry import record_of
 
 EXPORT_FORMATS = ("onnx", "pt2")
 ExportFormat = Literal["onnx", "pt2"]
@@ -72,7 +73,8 @@ def _program(net: nn.Module, example: torch.Tensor, multiple: int, min_size: int
         return torch.export.export(net, (example,), dynamic_shapes=shapes)
     except Exception as e:  # noqa: BLE001 - any tracing failure means "this part cannot be exported"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        name = (getattr(net, "_imtrans_spec", None) or {}).get("name", type(net).__name__)
+        rec = record_of(net)
+        name = rec.name if rec is not None else type(net).__name__
         raise ImtransError(
             f"generator '{name}' cannot be exported with dynamic height and width ({first}); "
             "translate it with --backend torch instead"
