@@ -9,6 +9,7 @@ import pytest
 import torch
 import tomli_w
 
+from imtrans.build import build_net_from_meta
 from imtrans.engine import checkpoint as ckpt
 
 from conftest import ROOT, run_cli
@@ -75,7 +76,7 @@ def test_ddp_equals_single_process_with_batch_two_and_replicas_agree(tmp_path):
 
     def outputs(name):
         with torch.no_grad():
-            return {n: ckpt.build_net_from_meta(tmp_path / name, n)(x) for n in ("G", "F", "D_A", "D_B")}
+            return {n: build_net_from_meta(tmp_path / name, n)(x) for n in ("G", "F", "D_A", "D_B")}
 
     o_ddp, o_one, o_ctl = outputs("ddp"), outputs("single"), outputs("control")
     for n in o_one:

@@ -464,7 +464,8 @@ def test_timm_unet_checkpoint_rebuilds_without_its_pretrained_file(tmp_path):
     from safetensors.torch import save_file
 
     from imtrans import registry
-    from imtrans.engine.checkpoint import build_net_from_meta, save_checkpoint
+    from imtrans.build import build_net_from_meta
+    from imtrans.engine.checkpoint import save_checkpoint
 
     f = tmp_path / "r18.safetensors"
     save_file({k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}, str(f))

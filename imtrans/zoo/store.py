@@ -37,24 +37,23 @@ RECORD = "record.json"
 _verified: set[tuple[str, int, int]] = set()
 
 
-def registry():
-    from imtrans.plugins import load_plugins
+def _catalogue():
+    # the "pretrained" registry: filled by the plugins the entry points load (never loaded from here)
     from imtrans.registry import get_registry
 
-    load_plugins()  # the zoo is an entry point too: its catalogue comes from plugins (idempotent)
     return get_registry("pretrained")
 
 
 def names() -> list[str]:
     """Every zoo name (built-in and from plugins), sorted."""
-    return registry().names()
+    return _catalogue().names()
 
 
 def get(name: str) -> Pretrained:
     """The catalogue entry ``name``; an unknown name suggests the closest ones."""
     from imtrans.suggest import suggest
 
-    reg = registry()
+    reg = _catalogue()
     if name not in reg:
         close = suggest(name, reg.names())
         hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
@@ -215,7 +214,7 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
     if Path(model).exists():
         return model
     text = os.fspath(model)
-    if text in registry():
+    if text in _catalogue():
         entry = get(text)
         if direction != "a2b":
             other = f"use pretrained '{entry.reverse}' instead" if entry.reverse else "no model for the other way is listed"

@@ -16,6 +16,7 @@ import torch
 import helpers
 from helpers import ONE_THREAD, one_torch_thread  # noqa: F401  (autouse fixture)
 from imtrans import registry
+from imtrans.build import build_net_from_meta
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import Trainer
 from imtrans.errors import ImtransError
@@ -114,7 +115,7 @@ def load_everything(path: Path) -> None:
     """Everything a consumer does with a checkpoint."""
     meta = ckpt.read_meta(path)
     for net in meta["nets"]:
-        ckpt.build_net_from_meta(path, net)
+        build_net_from_meta(path, net)
     ckpt.load_state(path)
 
 
