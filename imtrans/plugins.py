@@ -221,13 +221,13 @@ def _load_file_plugin(path: Path):
 
 def _candidates(dirs: tuple[Path, ...], objects: tuple[tuple[str, Any], ...]):
     """(PluginInfo, loader) for every plugin, in load order, each name once."""
-    import imtrans
+    from imtrans._version import __version__
 
     eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
     # The built-in plugin always loads first (also when imtrans runs from a source tree
     # without installed metadata), so third-party duplicates are the ones reported.
     builtin_ep = next((ep for ep in eps if ep.name == BUILTIN), None)
-    yield (PluginInfo(BUILTIN, "builtin", version=imtrans.__version__, distribution="imtrans",
+    yield (PluginInfo(BUILTIN, "builtin", version=__version__, distribution="imtrans",
                       location="imtrans.builtin"),
            builtin_ep.load if builtin_ep is not None else (lambda: importlib.import_module("imtrans.builtin")))
     seen = {BUILTIN}

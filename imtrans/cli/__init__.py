@@ -17,20 +17,9 @@ import typer
 from rich.markup import escape
 
 from imtrans import __version__
+from imtrans.cli._app import ARGV, app
 from imtrans.cli._console import err_console, print_error
 
-app = typer.Typer(
-    name="imtrans",
-    help="Pluggable image-to-image translation: train CycleGAN from a recipe, translate folders, manage plugins.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-#: the arguments main() was called with (commands that relaunch themselves under torchrun reuse them)
-ARGV: list[str] = []
 
 
 def _version_cb(value: bool) -> None:
@@ -145,8 +134,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = _show_warning
 
     argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
-    global ARGV
-    ARGV = list(argv)
+    ARGV[:] = argv
     disable, dirs, verbose = _prescan(argv)
     _install_commands()
     code = 0
