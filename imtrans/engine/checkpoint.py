@@ -31,6 +31,8 @@ from safetensors.torch import save as st_save
 
 from imtrans.atomic import atomic_path, default_dir_mode, fsync_dir
 from imtrans.errors import ImtransError
+from imtrans.recipe_files import tomllib
+from imtrans.statedict import check_keys
 
 FORMAT = 1
 WEIGHTS = "weights.safetensors"
@@ -232,6 +234,23 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def stored_recipe(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe table a checkpoint's metadata (:func:`read_meta`) stores; ``{}`` if none or not valid TOML.
+
+    A checkpoint's weights stay usable without its recipe, so readers that only
+    want facts from it (held-out data, descriptions, the schedule) get an empty table.
+    """
+    text = meta.get("recipe")
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
 def load_weights(path: str | Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
     f = _weights_file(resolve_checkpoint(path))
     try:
@@ -268,20 +287,6 @@ def load_state(path: str | Path) -> dict[str, Any]:
 
 def load_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
     """Load a state dict strictly, naming the first mismatched key and shape on failure."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing key '{missing[0]}' {tuple(own[missing[0]].shape)}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-        if unexpected:
-            parts.append(f"unexpected key '{unexpected[0]}' {tuple(weights[unexpected[0]].shape)}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
-        raise CheckpointError(f"{where} does not fit this network: {'; '.join(parts)}; it was saved for another architecture")
-    for k, v in own.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise CheckpointError(
-                f"{where} does not fit this network: key '{k}' has shape {tuple(weights[k].shape)} in the file "
-                f"but {tuple(v.shape)} in the network; it was saved for another architecture"
-            )
+    check_keys(net.state_dict(), weights, f"{where} does not fit this network", "it was saved for another architecture",
+               CheckpointError)
     net.load_state_dict(weights, strict=True)

@@ -177,10 +177,14 @@ class CheckpointManager:
 
     def _schedule_changes(self, path: Path) -> dict[str, tuple[Any, Any]]:
         """Schedule keys whose value in the checkpoint's recipe differs from this run's recipe."""
-        from imtrans.recipe import Recipe, tomllib
+        from imtrans.recipe import Recipe
 
         try:
-            old = Recipe.model_validate(tomllib.loads(ckpt.read_meta(path).get("recipe", "")))
+            meta = ckpt.read_meta(path)
+            table = ckpt.stored_recipe(meta)
+            if not table and meta.get("recipe"):
+                return {}  # a recipe that is not valid TOML: nothing to compare
+            old = Recipe.model_validate(table)
         except Exception:  # an old or foreign checkpoint: nothing to compare, keep its schedule
             return {}
         before, now = schedule_settings(old), schedule_settings(self.recipe)
