@@ -8,7 +8,7 @@ sha256 is pinned below.  Resolution order:
 1. an explicit path (any checksum loads, but a file other than the published
    one gets a warning; its checksum is recorded in every result);
 2. ``<cache>/weights/pt_inception-2015-12-05-6726825d.pth`` where ``<cache>``
-   is ``$IMTRANS_HOME/eval`` or ``<platform cache>/imtrans/eval``;
+   is ``eval`` under the cache root of :mod:`imtrans.paths`;
 3. a download into that cache (resumable, checked against the sha256 before
    it is renamed into place), unless ``download`` is false.
 
