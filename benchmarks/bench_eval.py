@@ -71,6 +71,9 @@ def bench_eval(args, weights) -> None:
     from imtrans.engine.checkpoint import save_checkpoint
     from imtrans.eval import evaluate_run
     from imtrans.eval.features import inception_v3_fid
+    from imtrans.plugins import load_plugins
+
+    load_plugins()  # a script is an entry point: parts are registered by the plugins
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
     try:
