@@ -7,8 +7,9 @@ Plugins come from four places, loaded in this order:
 3. plain ``.py`` files in directories given with ``--plugins-dir`` (quick experiments);
 4. plugin objects handed to ``load_plugins(objects=...)`` (tests, notebooks).
 
-Nothing loads plugins behind a caller's back: the CLI, ``Trainer.fit`` and
-``load_translator`` call :func:`load_plugins` (idempotent), as a library user
+Nothing loads plugins behind a caller's back: only the entry points, the CLI and
+the public functions of :mod:`imtrans` (``load_translator``, ``load_recipe``,
+``train``), call :func:`load_plugins` (idempotent), as a library user
 does before building parts.  Each plugin is imported and its ``register_*``
 hooks run through its own pluggy manager (``pm.hook``) into scratch
 registries, merged into the real ones only when every hook succeeded: a

@@ -347,8 +347,8 @@ def _check_kind(kind: str) -> str:
 def get_registry(kind: str) -> Registry:
     """The registry of ``kind``: empty until :func:`imtrans.plugins.load_plugins` has run.
 
-    Loading plugins is the entry points' job (the CLI, ``Trainer``,
-    ``load_translator``), never a side effect of a lookup.
+    Loading plugins is the entry points' job (the CLI, ``imtrans.load_translator``,
+    ``imtrans.load_recipe``, ``imtrans.train``), never a side effect of a lookup.
     """
     return _REGISTRIES[_check_kind(kind)]
 
