@@ -40,7 +40,7 @@ def generator_file(seed: int, **params) -> bytes:
     """A generators.safetensors holding one tiny resnet G (translating a2b)."""
     torch.manual_seed(seed)
     g = registry.build("generator", "resnet", ngf=4, n_blocks=1, **params)
-    meta = {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": g.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     return ckpt.weights_bytes({"G": g}, meta)
 
 
@@ -326,7 +326,7 @@ def test_a_lone_weights_file_pushes_and_pulls(tmp_path, fake_hub):
 
     torch.manual_seed(0)
     g = registry.build("generator", "resnet", ngf=4, n_blocks=1)
-    save_weights(tmp_path / "G.safetensors", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}})
+    save_weights(tmp_path / "G.safetensors", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g.imtrans_part.spec}}})
     push.stage(tmp_path / "G.safetensors", "me/lone", tmp_path / "repo")
     assert sorted(_files(tmp_path / "repo")) == ["README.md", "generators.safetensors"]
     fm = _front_matter((tmp_path / "repo" / "README.md").read_text())

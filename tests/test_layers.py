@@ -31,16 +31,19 @@ LAYERS: list[tuple[str, list[str]]] = [
     ]),
     ("parts", [
         "imtrans.nets", "imtrans.nets.base", "imtrans.nets.blocks", "imtrans.nets.init", "imtrans.nets.generators",
+        "imtrans.nets.norm_mode",
         "imtrans.nets.timm_unet", "imtrans.nets.discriminators", "imtrans.losses", "imtrans.augment",
         "imtrans.data", "imtrans.data.*", "imtrans.eval.inception", "imtrans.eval.features", "imtrans.eval.weights",
         "imtrans.eval.metrics", "imtrans.eval.stats", "imtrans.zoo.catalogue",
     ]),
     # builds networks and loads weights into them: fine-tuning from the zoo, rebuilding from a
     # checkpoint, importing official weights (and the zoo's download + convert behind them)
-    ("build", ["imtrans.build", "imtrans.nets.official", "imtrans.zoo", "imtrans.zoo.*"]),
+    ("build", ["imtrans.build", "imtrans.nets.official", "imtrans.zoo", "imtrans.zoo.store", "imtrans.zoo.convert",
+               "imtrans.zoo.hub"]),
     ("methods", ["imtrans.schemes", "imtrans.schemes.*", "imtrans.translate", "imtrans.translate.*"]),
+    # zoo.push stages a run for the Hub (its samples, metrics and model card)
     ("applications", ["imtrans.engine.*", "imtrans.eval", "imtrans.eval.*", "imtrans.demo", "imtrans.demo.*",
-                      "imtrans.check"]),
+                      "imtrans.check", "imtrans.zoo.push", "imtrans.zoo.card"]),
     ("entry points", ["imtrans", "imtrans.__main__", "imtrans.cli", "imtrans.cli.*", "imtrans.plugins",
                       "imtrans.builtin"]),
 ]

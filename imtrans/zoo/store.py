@@ -26,7 +26,7 @@ from typing import Any
 
 from imtrans.errors import ImtransError
 from imtrans.zoo import fetch
-from imtrans.zoo.catalogue import Pretrained, check_name
+from imtrans.zoo.catalogue import FREE_PARAMS, Pretrained, check_name
 from imtrans.zoo.convert import RefusedFileError, check_importable, convert
 
 log = logging.getLogger("imtrans.zoo")
@@ -236,7 +236,7 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
 
 
 #: parameters that do not change the weights' layout: fine-tuning may choose them freely
-_FREE = ("dropout", "init", "init_gain", "pretrained")
+_FREE = FREE_PARAMS
 
 
 def init_from_pretrained(net: Any, name: str, part: str, params: dict[str, Any]) -> None:
