@@ -33,10 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 def make_model(root: Path) -> Path:
     from imtrans import registry
     from imtrans.engine.checkpoint import save_checkpoint
+    from imtrans.plugins import load_plugins
+
+    load_plugins()  # a script is an entry point: parts are registered by the plugins
 
     torch.manual_seed(0)
     G = registry.build("generator", "resnet")  # official defaults: ngf 64, 9 blocks, instance norm
-    meta = {"scheme": "cyclegan", "step": 0, "nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}},
+    meta = {"scheme": "cyclegan", "step": 0, "nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}},
             "translators": {"a2b": "G"}}
     save_checkpoint(root / "run" / "checkpoints" / "latest", {"G": G}, meta, None)
     return root / "run"

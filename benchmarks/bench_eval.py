@@ -71,6 +71,9 @@ def bench_eval(args, weights) -> None:
     from imtrans.engine.checkpoint import save_checkpoint
     from imtrans.eval import evaluate_run
     from imtrans.eval.features import inception_v3_fid
+    from imtrans.plugins import load_plugins
+
+    load_plugins()  # a script is an entry point: parts are registered by the plugins
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
     try:
@@ -80,7 +83,7 @@ def bench_eval(args, weights) -> None:
                 shutil.copy(p, tmp / "data" / side / p.name)
         torch.manual_seed(0)
         G = registry.build("generator", "resnet", n_blocks=9)
-        meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+        meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}
         save_checkpoint(tmp / "run" / "checkpoints" / "latest", {"G": G}, meta, None)
         ext = inception_v3_fid(weights=weights)
         print(f"| full eval, {args.eval_count} + {args.eval_count} images at 256 px | reference cache | seconds | "

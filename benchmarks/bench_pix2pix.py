@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from imtrans import registry
     from imtrans.engine.runtime import resolve_device
-    from imtrans.recipe import load_recipe
+    from imtrans import load_recipe  # the entry point: loads the plugins first
     from imtrans.schemes.base import Precision
 
     device = resolve_device(args.device)

@@ -27,7 +27,7 @@ def main() -> None:
 
     from imtrans.engine.report import describe_eval
     from imtrans.engine.trainer import Trainer
-    from imtrans.recipe import load_recipe
+    from imtrans import load_recipe  # the entry point: loads the plugins first
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=0, help="Cap on steps (0: the recipe's full length).")

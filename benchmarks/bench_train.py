@@ -36,7 +36,7 @@ def sync(device) -> None:
 
 
 def official_recipe(size: int, precision: str, device: str):
-    from imtrans.recipe import load_recipe
+    from imtrans import load_recipe  # the entry point: loads the plugins first
 
     return load_recipe(
         ROOT / "recipes" / "cyclegan_base.toml",

@@ -76,7 +76,10 @@ def main() -> None:
     import torch
 
     from imtrans import registry
+    from imtrans.plugins import load_plugins
     from imtrans.translate import Translator
+
+    load_plugins()  # a script is an entry point: parts are registered by the plugins
 
     ref = args.ref or default_ref()
     old = load_reference(ref)

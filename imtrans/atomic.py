@@ -19,7 +19,10 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "default_file_mode", "default_dir_mode"]
+__all__ = [
+    "TempTarget", "atomic_path", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "default_file_mode",
+    "default_dir_mode",
+]
 
 _umask_lock = threading.Lock()
 
@@ -113,3 +116,32 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class TempTarget:
+    """A hidden temporary file beside ``dst`` that becomes ``dst`` on :meth:`commit`, else is removed by :meth:`discard`.
+
+    For writers that keep a file open across many calls (video encoders) and so
+    cannot use :func:`atomic_path`'s ``with`` block.  ``suffix`` lets a writer
+    that looks at the extension see the right one (``".tmp.mp4"``).  Commit
+    gives the file the mode ``open()`` would, fsyncs it, renames it and fsyncs
+    the folder, like every other atomic write here.
+    """
+
+    def __init__(self, dst: str | os.PathLike, suffix: str = ".tmp"):
+        self.dst = Path(dst)
+        self.dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{self.dst.name}.", suffix=suffix, dir=self.dst.parent)
+        os.close(fd)
+        self.path = Path(name)
+        os.chmod(self.path, default_file_mode())  # mkstemp makes it private; outputs get the usual permissions
+
+    def commit(self) -> None:
+        os.chmod(self.path, default_file_mode())  # a writer may have replaced the file with its own
+        with open(self.path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.path, self.dst)
+        fsync_dir(self.dst.parent)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -7,8 +7,9 @@ Plugins come from four places, loaded in this order:
 3. plain ``.py`` files in directories given with ``--plugins-dir`` (quick experiments);
 4. plugin objects handed to ``load_plugins(objects=...)`` (tests, notebooks).
 
-Nothing loads plugins behind a caller's back: the CLI, ``Trainer.fit`` and
-``load_translator`` call :func:`load_plugins` (idempotent), as a library user
+Nothing loads plugins behind a caller's back: only the entry points, the CLI and
+the public functions of :mod:`imtrans` (``load_translator``, ``load_recipe``,
+``train``), call :func:`load_plugins` (idempotent), as a library user
 does before building parts.  Each plugin is imported and its ``register_*``
 hooks run through its own pluggy manager (``pm.hook``) into scratch
 registries, merged into the real ones only when every hook succeeded: a
@@ -155,15 +156,21 @@ def _hook_warnings(pm: pluggy.PluginManager, module: Any) -> list[str]:
     return out
 
 
-def _register_parts(name: str, module: Any,
+def _register_parts(info: PluginInfo, module: Any,
                     kinds: frozenset[str] | None = None) -> tuple[pluggy.PluginManager, dict[str, registry.Registry]]:
-    """Run one plugin's register hooks (those of ``kinds``, default all) through its own manager into scratch registries."""
+    """Run one plugin's register hooks (those of ``kinds``, default all) through its own manager into scratch registries.
+
+    Each entry records the plugin's name, distribution and version as it is registered,
+    so provenance needs nothing but the registry.
+    """
     pm = _new_manager()
-    pm.register(module, name=name)
+    pm.register(module, name=info.name)
     scratch = registry.new_registries()
     for hook, kind in REGISTER_HOOKS.items():
         if kinds is None or kind in kinds:
-            getattr(pm.hook, hook)(register=functools.partial(scratch[kind].register, plugin=name))
+            register = functools.partial(scratch[kind].register, plugin=info.name, dist=info.distribution,
+                                         version=info.version)
+            getattr(pm.hook, hook)(register=register)
     return pm, scratch
 
 
@@ -190,7 +197,7 @@ def _load_one(loaded: _Loaded, regs: dict[str, registry.Registry], info: PluginI
     if not info.version:
         info.version = str(getattr(module, "__version__", "") or "")
     try:
-        pm, scratch = _register_parts(info.name, module, loaded.kinds)
+        pm, scratch = _register_parts(info, module, loaded.kinds)
     except pluggy.PluginValidationError as e:
         return _fail(info, f"invalid plugin: {e}")
     except Exception as e:  # noqa: BLE001
@@ -220,13 +227,13 @@ def _load_file_plugin(path: Path):
 
 def _candidates(dirs: tuple[Path, ...], objects: tuple[tuple[str, Any], ...]):
     """(PluginInfo, loader) for every plugin, in load order, each name once."""
-    import imtrans
+    from imtrans._version import __version__
 
     eps = list(md.entry_points(group=ENTRY_POINT_GROUP))
     # The built-in plugin always loads first (also when imtrans runs from a source tree
     # without installed metadata), so third-party duplicates are the ones reported.
     builtin_ep = next((ep for ep in eps if ep.name == BUILTIN), None)
-    yield (PluginInfo(BUILTIN, "builtin", version=imtrans.__version__, distribution="imtrans",
+    yield (PluginInfo(BUILTIN, "builtin", version=__version__, distribution="imtrans",
                       location="imtrans.builtin"),
            builtin_ep.load if builtin_ep is not None else (lambda: importlib.import_module("imtrans.builtin")))
     seen = {BUILTIN}
@@ -342,13 +349,8 @@ def add_commands(app: Any) -> list[str]:
 
 
 def part_origin(kind: str, name: str) -> dict[str, str]:
-    """Which plugin, distribution and version provide a registered part (``{}`` if none does)."""
-    load_plugins()
-    assert _loaded is not None
-    reg = registry.get_registry(kind)
-    if name not in reg:
-        return {}
-    info = _loaded.infos.get(reg.get(name).plugin)
-    if info is None:
-        return {"plugin": reg.get(name).plugin}
-    return {"plugin": info.name, "dist": info.distribution, "version": info.version}
+    """Which plugin, distribution and version provide a registered part (``{}`` if none does).
+
+    Read from the registry entry, which records its origin when it is registered.
+    """
+    return registry.part_origin(kind, name)

@@ -1,7 +1,7 @@
 """Which plugin distribution made each part of a run: recorded in checkpoints, checked when they are read.
 
 A checkpoint's metadata records, for every network, the ``origin`` of its
-part (``{"plugin", "dist", "version"}``, from :func:`imtrans.plugins.part_origin`)
+part (``{"plugin", "dist", "version"}``, recorded by the registry when the part was registered)
 and, under ``parts``, the origin of every part the recipe names.  Reading a
 checkpoint (``imtrans translate``, ``run --resume``, ``check`` of a recipe
 whose run directory holds one) then says ``pip install DIST`` when a part's
@@ -15,7 +15,7 @@ from typing import Any
 
 from imtrans import registry
 from imtrans.errors import ImtransError, ImtransWarning
-from imtrans.plugins import part_origin
+from imtrans.registry import part_origin, record_of
 
 
 class ProvenanceWarning(ImtransWarning):
@@ -24,10 +24,8 @@ class ProvenanceWarning(ImtransWarning):
 
 def net_origin(net: Any) -> dict[str, str]:
     """The origin of a part built by the registry (``{}`` for anything else)."""
-    spec, kind = getattr(net, "_imtrans_spec", None), getattr(net, "_imtrans_kind", None)
-    if not isinstance(spec, dict) or kind is None:
-        return {}
-    return part_origin(kind, spec["name"])
+    rec = record_of(net)
+    return dict(rec.origin) if rec is not None else {}
 
 
 def recipe_parts(recipe: Any) -> list[tuple[str, str]]:

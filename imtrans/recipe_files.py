@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from imtrans.errors import RecipeError
+from imtrans.recipe_schema import PartSpec, Recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,8 +65,6 @@ def _check_depth(obj: Any, where: str, depth: int = 0) -> None:
 
 def is_part_table(path: tuple[str, ...]) -> bool:
     """Whether the table at ``path`` (e.g. ``("model", "generator")``, ``("losses", "nce")``) names a part."""
-    from imtrans.recipe import PartSpec, Recipe  # the recipe model imports this module
-
     cur: Any = Recipe
     for step in path:
         if isinstance(cur, type) and issubclass(cur, BaseModel):

@@ -119,6 +119,14 @@ class Entry:
     doc: str = ""
     #: problems found at registration (e.g. a type hint that cannot be resolved), one sentence each
     warnings: list[str] = field(default_factory=list)
+    #: the distribution and version of the plugin that registered it (recorded at registration)
+    dist: str = ""
+    version: str = ""
+
+    @property
+    def origin(self) -> dict[str, str]:
+        """Which plugin, distribution and version provide this part (what a checkpoint records)."""
+        return {"plugin": self.plugin, "dist": self.dist, "version": self.version}
 
     @property
     def summary(self) -> str:
@@ -130,6 +138,33 @@ class Entry:
             if not f.is_required():
                 out[k] = f.get_default(call_default_factory=True)
         return out
+
+
+@dataclass(frozen=True)
+class PartRecord:
+    """How a part was built: its kind, registered name, validated parameters and origin.
+
+    :meth:`Registry.build` gives every part it builds this record as the
+    attribute ``imtrans_part`` (read it with :func:`record_of`); a checkpoint
+    stores ``kind``, ``spec`` and ``origin`` so the network can be rebuilt
+    without the recipe, and provenance reads the origin from here.
+    """
+
+    kind: str
+    name: str
+    params: dict[str, Any]
+    origin: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The recipe-style spec ``{"name": ..., **params}`` that rebuilds the part."""
+        return {"name": self.name, **self.params}
+
+
+def record_of(obj: Any) -> PartRecord | None:
+    """The :class:`PartRecord` of a part built by a registry, else None (never a guess)."""
+    rec = getattr(obj, "imtrans_part", None)
+    return rec if isinstance(rec, PartRecord) else None
 
 
 def format_validation_error(err: pydantic.ValidationError, where: str, accepted: Iterable[str]) -> str:
@@ -175,10 +210,12 @@ class Registry:
         params: type[pydantic.BaseModel] | None = None,
         doc: str | None = None,
         plugin: str = "unknown",
+        dist: str = "",
+        version: str = "",
     ):
         if factory is None:
             def deco(f):
-                self.register(name or f.__name__, f, params=params, doc=doc, plugin=plugin)
+                self.register(name or f.__name__, f, params=params, doc=doc, plugin=plugin, dist=dist, version=version)
                 return f
             return deco
         pname = name or getattr(factory, "__name__", None)
@@ -194,7 +231,7 @@ class Registry:
             f"run time (not only under TYPE_CHECKING) or annotate with a type that exists at run time"
             for p, why in problems.items()
         ]
-        self._entries[pname] = Entry(self.kind, pname, factory, params, plugin, doc or "", warns)
+        self._entries[pname] = Entry(self.kind, pname, factory, params, plugin, doc or "", warns, dist, version)
         return factory
 
     def merge(self, other: "Registry") -> None:
@@ -256,12 +293,11 @@ class Registry:
         entry = self.get(name)
         clean = self.validate(name, params)
         obj = entry.factory(*context, **clean)
-        # Remember how the part was made, so a checkpoint can rebuild it without the recipe.
+        # How the part was made, so a checkpoint can rebuild it without the recipe (see PartRecord).
         try:
-            obj._imtrans_spec = {"name": name, **clean}  # type: ignore[attr-defined]
-            obj._imtrans_kind = self.kind  # type: ignore[attr-defined]
+            obj.imtrans_part = PartRecord(self.kind, name, clean, entry.origin)
         except Exception:
-            pass
+            pass  # an object that takes no attributes (a tuple...): nothing to rebuild it from later
         return obj
 
 
@@ -314,8 +350,8 @@ def _check_kind(kind: str) -> str:
 def get_registry(kind: str) -> Registry:
     """The registry of ``kind``: empty until :func:`imtrans.plugins.load_plugins` has run.
 
-    Loading plugins is the entry points' job (the CLI, ``Trainer``,
-    ``load_translator``), never a side effect of a lookup.
+    Loading plugins is the entry points' job (the CLI, ``imtrans.load_translator``,
+    ``imtrans.load_recipe``, ``imtrans.train``), never a side effect of a lookup.
     """
     return _REGISTRIES[_check_kind(kind)]
 
@@ -330,6 +366,12 @@ def build_spec(kind: str, spec: dict[str, Any], *context: Any) -> Any:
     spec = dict(spec)
     name = spec.pop("name")
     return build(kind, name, *context, **spec)
+
+
+def part_origin(kind: str, name: str) -> dict[str, str]:
+    """Which plugin, distribution and version provide a registered part (``{}`` if none does)."""
+    reg = get_registry(kind)
+    return reg.get(name).origin if name in reg else {}
 
 
 def names(kind: str, pattern: str | None = None) -> list[str]:

@@ -49,6 +49,22 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "sub"]
 
 
+def test_temp_target_commits_with_the_umask_mode_or_leaves_nothing(tmp_path, umask):
+    from imtrans.atomic import TempTarget
+
+    want = plain_open_mode(tmp_path)
+    (tmp_path / "v.mp4").write_bytes(b"old")
+    t = TempTarget(tmp_path / "v.mp4", suffix=".tmp.mp4")
+    assert t.path.name.endswith(".tmp.mp4") and t.path.parent == tmp_path
+    t.path.write_bytes(b"new")
+    assert (tmp_path / "v.mp4").read_bytes() == b"old"  # nothing is replaced before commit
+    t.commit()
+    assert (tmp_path / "v.mp4").read_bytes() == b"new" and mode(tmp_path / "v.mp4") == want
+    gone = TempTarget(tmp_path / "w.gif")
+    gone.discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
 def test_failed_write_leaves_the_old_file(tmp_path):
     atomic_write_bytes(tmp_path / "a.bin", b"old")
 
@@ -63,7 +79,7 @@ def test_checkpoint_and_translated_images_respect_the_umask(tmp_path, umask):
 
     torch.manual_seed(0)
     G = registry.build("generator", "resnet", ngf=4, n_blocks=1).eval()
-    meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     dest = save_checkpoint(tmp_path / "ck" / "latest", {"G": G}, meta, {"step": torch.tensor(3)})
     want = plain_open_mode(tmp_path)
     os.mkdir(tmp_path / "refdir")

@@ -95,4 +95,4 @@ def test_registry_params():
     assert "resize_and_crop" in reg and "none" in reg
     assert reg.validate("resize_and_crop", {}) == dict(load_size=286, crop_size=256, flip=True, color_jitter=0.0)
     aug = reg.build("none")
-    assert aug._imtrans_spec == {"name": "none", "flip": False, "color_jitter": 0.0}
+    assert aug.imtrans_part.spec == {"name": "none", "flip": False, "color_jitter": 0.0}

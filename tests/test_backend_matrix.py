@@ -107,7 +107,7 @@ def model(request, tmp_path_factory):
     torch.manual_seed(0)
     net = _contrasty(registry.build("generator", spec.pop("name"), **spec).eval())
     ck = tmp_path_factory.mktemp("ck")
-    meta = {"nets": {"G": {"kind": "generator", "spec": net._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": net.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     save_checkpoint(ck, {"G": net}, meta, None)
     ref = Translator(net, device="cpu", precision="fp32", backend="torch")
     ins = images()

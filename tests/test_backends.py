@@ -115,7 +115,7 @@ def test_cli_int8_folder_says_backend(tmp_path, capsys):
     from imtrans.cli import main
 
     G = tiny_gen()
-    meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     save_checkpoint(tmp_path / "ck", {"G": G}, meta, None)
     src = tmp_path / "in"
     src.mkdir()
@@ -188,7 +188,7 @@ def test_demo_refuses_int8_in_one_sentence(tmp_path):
     from imtrans.demo.model import DemoModel
 
     G = tiny_gen()
-    meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     save_checkpoint(tmp_path / "ck", {"G": G}, meta, None)
     with pytest.raises(ImtransError, match="demo cannot use --precision int8"):
         DemoModel(tmp_path / "ck", device="cpu", precision="int8", backend="onnxruntime")

@@ -51,7 +51,7 @@ def run_dir(tmp_path_factory):
     F = registry.build("generator", "resnet", ngf=4, n_blocks=1).eval()
     root = tmp_path_factory.mktemp("demo") / "run"
     meta = {"scheme": "cyclegan", "step": 7, "epoch": 1, "recipe": RECIPE,
-            "nets": {n: {"kind": "generator", "spec": g._imtrans_spec} for n, g in (("G", G), ("F", F))},
+            "nets": {n: {"kind": "generator", "spec": g.imtrans_part.spec} for n, g in (("G", G), ("F", F))},
             "translators": {"a2b": "G", "b2a": "F"}}
     save_checkpoint(root / "checkpoints" / "latest", {"G": G, "F": F}, meta, None)
     return root

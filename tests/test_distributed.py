@@ -9,6 +9,7 @@ import pytest
 import torch
 import tomli_w
 
+from imtrans.build import build_net_from_meta
 from imtrans.engine import checkpoint as ckpt
 
 from conftest import ROOT, run_cli
@@ -75,7 +76,7 @@ def test_ddp_equals_single_process_with_batch_two_and_replicas_agree(tmp_path):
 
     def outputs(name):
         with torch.no_grad():
-            return {n: ckpt.build_net_from_meta(tmp_path / name, n)(x) for n in ("G", "F", "D_A", "D_B")}
+            return {n: build_net_from_meta(tmp_path / name, n)(x) for n in ("G", "F", "D_A", "D_B")}
 
     o_ddp, o_one, o_ctl = outputs("ddp"), outputs("single"), outputs("control")
     for n in o_one:
@@ -136,7 +137,7 @@ def test_translate_sharding_covers_every_input_once(tmp_path):
     assert len(done) == len(set(done)) == 7
     # and through the CLI with two processes
     ckpt.save_checkpoint(tmp_path / "model", {"G": G},
-                         {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}, None)
+                         {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}, None)
     r = run_cli("translate", str(tmp_path / "model"), str(src), "-o", str(tmp_path / "out2"), "--nproc", "2",
                 "--no-progress", "--precision", "fp32", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]

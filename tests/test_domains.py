@@ -49,7 +49,7 @@ def test_registry_builds_domains(tmp_path):
     reg = registry.get_registry("domain")
     assert "synthetic" in reg
     d = reg.build("synthetic", "test", count=3, size=16)
-    assert len(d) == 3 and d._imtrans_spec["task"] == "stripes"
+    assert len(d) == 3 and d.imtrans_part.spec["task"] == "stripes"
     with pytest.raises(ImtransError):
         reg.build("synthetic", "train", task="zebra")
 

@@ -56,7 +56,7 @@ def test_published_layout_loads_unchanged(tmp_path, monkeypatch):
 def test_wrong_layouts_are_named(tmp_path):
     bad = tmp_path / "imagenet1000.pth"
     torch.save(_published_layout(num_classes=1000), bad)
-    with pytest.raises(ImtransError, match="wrong shape for 'fc.weight'"), pytest.warns(W.WeightsWarning):
+    with pytest.raises(ImtransError, match="key 'fc.weight' has shape"), pytest.warns(W.WeightsWarning):
         inception_v3_fid(weights=str(bad))
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a pickle")

@@ -100,7 +100,7 @@ def run(tmp_path):
     data = tmp_path / "data"
     _folder(data / "testA", 3, 10)
     _folder(data / "testB", 4, 11)
-    meta = {"nets": {n: {"kind": "generator", "spec": g._imtrans_spec} for n, g in (("G", G), ("F", F))},
+    meta = {"nets": {n: {"kind": "generator", "spec": g.imtrans_part.spec} for n, g in (("G", G), ("F", F))},
             "translators": {"a2b": "G", "b2a": "F"}, "recipe": f'[data]\nroot = "{data.as_posix()}"\n'}
     save_checkpoint(tmp_path / "run" / "checkpoints" / "latest", {"G": G, "F": F}, meta, None)
     return tmp_path / "run", data

@@ -20,7 +20,7 @@ from imtrans.translate.export import export_model
 def ckpt(tmp_path):
     torch.manual_seed(0)
     G = registry.build("generator", "resnet", ngf=4, n_blocks=1).eval()
-    meta = {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     save_checkpoint(tmp_path / "ck", {"G": G}, meta, None)
     return tmp_path / "ck", G
 

@@ -207,7 +207,7 @@ def test_registry_param_model_builds_generator():
     for k, v in GENERATORS.items():
         reg.register(k, v, plugin="test")
     g = reg.build("resnet", ngf=8, n_blocks=1)
-    assert g._imtrans_spec["ngf"] == 8 and g._imtrans_spec["norm"] == "instance"
+    assert g.imtrans_part.spec["ngf"] == 8 and g.imtrans_part.spec["norm"] == "instance"
     with pytest.raises(E, match="norm"):
         reg.build("resnet", norm="layer")
 

@@ -40,7 +40,7 @@ def generator_file(seed: int, **params) -> bytes:
     """A generators.safetensors holding one tiny resnet G (translating a2b)."""
     torch.manual_seed(seed)
     g = registry.build("generator", "resnet", ngf=4, n_blocks=1, **params)
-    meta = {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}, "translators": {"a2b": "G"}}
+    meta = {"nets": {"G": {"kind": "generator", "spec": g.imtrans_part.spec}}, "translators": {"a2b": "G"}}
     return ckpt.weights_bytes({"G": g}, meta)
 
 
@@ -232,12 +232,14 @@ def test_round_trip_same_pixels_as_the_run(glow_run, tmp_path, fake_hub):
     assert np.isfinite(fids[0].fid) and fids[0].fid == fids[1].fid and fids[0].n_fake == 3
     assert "hf-hub:me/glow (b2a)" in fids[0].fake
     # fine-tuning: a generator's `pretrained` takes the id (the a2b generator), and checks the architecture
+    # (build_part builds, then loads: a constructor never downloads)
+    from imtrans.build import build_part
+
     spec = dict(ckpt.read_meta(glow_run)["nets"]["G"]["spec"])
-    spec.pop("name")
-    g = registry.build("generator", "unet", **{**spec, "pretrained": "hf-hub:me/glow"})
+    g = build_part("generator", {**spec, "pretrained": "hf-hub:me/glow"})
     assert _same(g.state_dict(), ckpt.load_weights(glow_run, "G"))
     with pytest.raises(ImtransError, match="has ngf=8; use ngf=4"):
-        registry.build("generator", "unet", **{**spec, "ngf": 8, "pretrained": "hf-hub:me/glow"})
+        build_part("generator", {**spec, "ngf": 8, "pretrained": "hf-hub:me/glow"})
 
 
 PLUG = '''
@@ -326,14 +328,16 @@ def test_a_lone_weights_file_pushes_and_pulls(tmp_path, fake_hub):
 
     torch.manual_seed(0)
     g = registry.build("generator", "resnet", ngf=4, n_blocks=1)
-    save_weights(tmp_path / "G.safetensors", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}})
+    save_weights(tmp_path / "G.safetensors", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g.imtrans_part.spec}}})
     push.stage(tmp_path / "G.safetensors", "me/lone", tmp_path / "repo")
     assert sorted(_files(tmp_path / "repo")) == ["README.md", "generators.safetensors"]
     fm = _front_matter((tmp_path / "repo" / "README.md").read_text())
     assert fm["imtrans"]["directions"] == {"a2b": "G"} and "datasets" not in fm and fm["tags"][0] == "image-to-image"
     fake_hub.publish_folder("me/lone", tmp_path / "repo")
-    assert _same(registry.build("generator", "resnet", ngf=4, n_blocks=1, pretrained="hf-hub:me/lone").state_dict(),
-                 g.state_dict())
+    from imtrans.build import build_part
+
+    tuned = build_part("generator", {"name": "resnet", "ngf": 4, "n_blocks": 1, "pretrained": "hf-hub:me/lone"})
+    assert _same(tuned.state_dict(), g.state_dict())
 
 
 def test_card_separates_the_plugins_to_install_from_those_training_used():

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from imtrans import registry
-from imtrans.engine.checkpoint import build_net_from_meta, read_meta
+from imtrans.build import build_net_from_meta
+from imtrans.engine.checkpoint import read_meta
 from imtrans.nets.official import imtrans_to_official
 
 PARAMS = {"ngf": 4, "num_downs": 8, "norm": "batch", "dropout": True}  # unet_256 layout, narrow for speed

@@ -108,7 +108,7 @@ def test_bad_files_are_imtrans_errors(tmp_path):
         load_official_pth(evil)
     notdict = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], notdict)
-    with pytest.raises(ImtransError, match="does not hold a state_dict"):
+    with pytest.raises(ImtransError, match="does not hold a state dict"):
         load_official_pth(notdict)
     wrapped = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {"a": torch.ones(1)}}, wrapped)

@@ -464,12 +464,13 @@ def test_timm_unet_checkpoint_rebuilds_without_its_pretrained_file(tmp_path):
     from safetensors.torch import save_file
 
     from imtrans import registry
-    from imtrans.engine.checkpoint import build_net_from_meta, save_checkpoint
+    from imtrans.build import build_net_from_meta
+    from imtrans.engine.checkpoint import save_checkpoint
 
     f = tmp_path / "r18.safetensors"
     save_file({k: v.contiguous() for k, v in timm.create_model("resnet18").state_dict().items()}, str(f))
     g = registry.build("generator", "timm_unet", encoder="resnet18", ngf=8, pretrained_file=str(f))
-    save_checkpoint(tmp_path / "ck", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g._imtrans_spec}}}, None)
+    save_checkpoint(tmp_path / "ck", {"G": g}, {"nets": {"G": {"kind": "generator", "spec": g.imtrans_part.spec}}}, None)
     f.unlink()
     again = build_net_from_meta(tmp_path / "ck", "G")
     assert all(torch.equal(a, b) for a, b in zip(g.state_dict().values(), again.state_dict().values()))

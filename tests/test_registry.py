@@ -4,7 +4,7 @@ from typing import Literal
 
 import pytest
 
-from imtrans.registry import DuplicatePartError, PartParamsError, Registry, UnknownPartError
+from imtrans.registry import DuplicatePartError, PartParamsError, PartRecord, Registry, UnknownPartError, record_of
 
 
 def make():
@@ -32,7 +32,7 @@ def test_register_by_decorator_and_call_and_build():
     assert reg.names() == ["resnet", "unet"]
     g = reg.build("resnet", ngf=32)
     assert (g.ngf, g.n_blocks, g.norm) == (32, 9, "instance")
-    assert g._imtrans_spec == {"name": "resnet", "ngf": 32, "n_blocks": 9, "norm": "instance"}
+    assert g.imtrans_part.spec == {"name": "resnet", "ngf": 32, "n_blocks": 9, "norm": "instance"}
     assert reg.build("unet", num_downs=7) == ("unet", 7)
     assert reg.get("resnet").summary == "A resnet."
     assert reg.get("unet").plugin == "builtin"
@@ -88,3 +88,38 @@ def test_context_arguments_are_not_parameters():
 
     assert "split" not in reg.get("d").params.model_fields
     assert reg.build("d", "test", path="y") == ("test", "y")
+
+
+def test_entries_record_their_origin_and_parts_carry_a_declared_record():
+    reg = Registry("generator")
+
+    class Tiny:
+        def __init__(self, width: int = 2):
+            self.width = width
+
+    reg.register("tiny", Tiny, plugin="p", dist="imtrans-p", version="1.2")
+    origin = {"plugin": "p", "dist": "imtrans-p", "version": "1.2"}
+    assert reg.get("tiny").origin == origin
+    rec = record_of(reg.build("tiny", width=3))
+    assert rec == PartRecord("generator", "tiny", {"width": 3}, origin)
+    assert rec.spec == {"name": "tiny", "width": 3}
+    assert record_of(Tiny()) is None  # built outside a registry: no record, never a guessed one
+
+
+def test_builtin_parts_record_the_imtrans_distribution():
+    from imtrans import __version__, registry
+
+    assert registry.part_origin("generator", "resnet") == {"plugin": "builtin", "dist": "imtrans", "version": __version__}
+    assert registry.part_origin("generator", "no_such_part") == {}
+
+
+def test_constructors_never_fetch_weights_build_part_does():
+    from imtrans import registry
+    from imtrans.build import build_part
+    from imtrans.errors import ImtransError
+
+    # the constructor only builds: a zoo name is recorded, not looked up (nothing is downloaded here)
+    g = registry.build("generator", "resnet", ngf=4, n_blocks=1, pretrained="no_such_model")
+    assert g.imtrans_part.params["pretrained"] == "no_such_model"
+    with pytest.raises(ImtransError, match="unknown pretrained model 'no_such_model'"):
+        build_part("generator", {"name": "resnet", "ngf": 4, "n_blocks": 1, "pretrained": "no_such_model"})

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from imtrans.build import build_net_from_meta
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import Trainer
 from imtrans.errors import ImtransError
@@ -69,7 +70,7 @@ def test_run_dir_outputs(tmp_path):
 
     assert meta["nets"]["G"] == {"kind": "generator", "spec": {**meta["nets"]["G"]["spec"], "name": "resnet", "ngf": 4, "n_blocks": 1},
                                  "origin": {"plugin": "builtin", "dist": "imtrans", "version": imtrans.__version__}}
-    G = ckpt.build_net_from_meta(run, "G")
+    G = build_net_from_meta(run, "G")
     assert sum(p.numel() for p in G.parameters()) > 0
 
 

@@ -53,7 +53,7 @@ def assert_translated(got: np.ndarray, rgb: np.ndarray, G, name: str = "") -> No
 @pytest.fixture
 def run_dir(tmp_path):
     G, F = tiny_gen(0), tiny_gen(1)
-    meta = {"nets": {n: {"kind": "generator", "spec": g._imtrans_spec} for n, g in (("G", G), ("F", F))},
+    meta = {"nets": {n: {"kind": "generator", "spec": g.imtrans_part.spec} for n, g in (("G", G), ("F", F))},
             "translators": {"a2b": "G", "b2a": "F"}}
     save_checkpoint(tmp_path / "run" / "checkpoints" / "latest", {"G": G, "F": F}, meta, None)
     return tmp_path / "run"

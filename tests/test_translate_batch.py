@@ -228,6 +228,6 @@ def _model(tmp_path: Path, translator: Translator) -> Path:
     G = translator.net
     path = tmp_path / "model.safetensors"
     if not path.exists():
-        save_weights(path, {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}},
+        save_weights(path, {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}},
                                       "translators": {"a2b": "G"}})
     return path

@@ -268,21 +268,25 @@ def test_pix2pix_unet_without_step_counters(zoo):
 
 
 def test_fine_tune_from_zoo_and_rebuild_without_fetching(zoo, tmp_path, monkeypatch):
+    from imtrans.build import build_net_from_meta, build_part
     from imtrans.engine import checkpoint as ckpt
 
-    G = registry.build("generator", "resnet", ngf=4, n_blocks=2, pretrained="tiny_h2z")
+    def build(name, **params):  # build, then load the zoo weights: a constructor never downloads
+        return build_part("generator", {"name": name, **params})
+
+    G = build("resnet", ngf=4, n_blocks=2, pretrained="tiny_h2z")
     ref = ckpt.load_weights(store.ensure("tiny_h2z"), "G")
     assert all(torch.equal(v, ref[k]) for k, v in G.state_dict().items())
     with pytest.raises(ImtransError, match="has n_blocks=3; use n_blocks=2"):
-        registry.build("generator", "resnet", ngf=4, n_blocks=3, pretrained="tiny_h2z")
+        build("resnet", ngf=4, n_blocks=3, pretrained="tiny_h2z")
     with pytest.raises(ImtransError, match="has norm='batch'; use norm='instance'"):  # a default of the entry
-        registry.build("generator", "resnet", ngf=4, n_blocks=2, norm="batch", pretrained="tiny_h2z")
+        build("resnet", ngf=4, n_blocks=2, norm="batch", pretrained="tiny_h2z")
     with pytest.raises(ImtransError, match="has 'unet'; use the part 'resnet'"):
-        registry.build("generator", "unet", ngf=4, num_downs=5, pretrained="tiny_h2z")
-    ckpt.save_checkpoint(tmp_path / "ck", {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G._imtrans_spec}}}, None)
+        build("unet", ngf=4, num_downs=5, pretrained="tiny_h2z")
+    ckpt.save_checkpoint(tmp_path / "ck", {"G": G}, {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}}, None)
     monkeypatch.setenv("IMTRANS_HOME", str(tmp_path / "empty"))  # nothing cached, nothing served
     monkeypatch.setenv("IMTRANS_PRETRAINED_MIRROR", "http://127.0.0.1:9")
-    G2 = ckpt.build_net_from_meta(tmp_path / "ck", "G")
+    G2 = build_net_from_meta(tmp_path / "ck", "G")
     assert all(torch.equal(v, ref[k]) for k, v in G2.state_dict().items())
 
 

@@ -17,20 +17,9 @@ import typer
 from rich.markup import escape
 
 from imtrans import __version__
+from imtrans.cli._app import ARGV, app
 from imtrans.cli._console import err_console, print_error
 
-app = typer.Typer(
-    name="imtrans",
-    help="Pluggable image-to-image translation: train CycleGAN from a recipe, translate folders, manage plugins.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-#: the arguments main() was called with (commands that relaunch themselves under torchrun reuse them)
-ARGV: list[str] = []
 
 
 def _version_cb(value: bool) -> None:
@@ -89,14 +78,27 @@ def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
 _CATALOGUE_ONLY = (("pretrained",), ("pretrained", "list"), ("pretrained", "info"))
 
 
-def _quick(argv: list[str]) -> bool:
-    """Whether the command line only prints help, the version or the zoo's catalogue.
+def _part_kinds(argv: list[str]) -> Optional[tuple[str, ...]]:
+    """Which part hooks the command line needs: none for help and the version, the zoo's
+    catalogue alone for `pretrained list/info`, all (None) for everything else.
 
-    Those load the plugins for their commands but run no part hooks, so they answer at
-    once: building the part registries imports torch and the networks (seconds).
+    The first two answer at once: building the part registries imports torch and the
+    networks (seconds).
     """
+    if _help_only(argv):
+        return ()
+    return ("pretrained",) if _quick(argv) else None
+
+
+def _help_only(argv: list[str]) -> bool:
     args = argv[:argv.index("--")] if "--" in argv else argv
-    if not args or any(a in ("-h", "--help", "--version") for a in args):
+    return not args or any(a in ("-h", "--help", "--version") for a in args)
+
+
+def _quick(argv: list[str]) -> bool:
+    """Whether the command line only prints help, the version or the zoo's catalogue."""
+    args = argv[:argv.index("--")] if "--" in argv else argv
+    if _help_only(argv):
         return True
     words, skip = [], False
     for a in args:
@@ -113,8 +115,9 @@ def _install_commands() -> None:
     from imtrans.cli import cache, data, demo, eval, parts, pretrained, push, train, translate, weights  # noqa: F401  (commands register on import)
 
 
-def _load_plugins(disable: list[str], dirs: list[str], verbose: bool, parts: bool = True) -> None:
-    """Load plugins (their parts too unless ``parts=False``), add their commands and say once
+def _load_plugins(disable: list[str], dirs: list[str], verbose: bool,
+                  kinds: Optional[tuple[str, ...]] = None) -> None:
+    """Load plugins (the part hooks of ``kinds``, default all), add their commands and say once
     what went wrong with any of them."""
     from imtrans import plugins
 
@@ -122,8 +125,7 @@ def _load_plugins(disable: list[str], dirs: list[str], verbose: bool, parts: boo
         # problems are printed once below, not as Python warnings
         warnings.simplefilter("ignore", plugins.PluginWarning)
         # no option given: keep what is already loaded (main() called in-process, e.g. by tests)
-        infos = plugins.load_plugins(disable=disable or None, plugins_dirs=dirs or None,
-                                     kinds=None if parts else ())
+        infos = plugins.load_plugins(disable=disable or None, plugins_dirs=dirs or None, kinds=kinds)
     for msg in plugins.add_commands(app):
         print_error(msg)
     for info in infos:
@@ -171,13 +173,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = _show_warning
 
     argv = _optional_value(list(sys.argv[1:] if argv is None else argv), "--resume", "auto")
-    global ARGV
-    ARGV = list(argv)
+    ARGV[:] = argv
     disable, dirs, verbose = _prescan(argv)
     _install_commands()
     code = 0
     try:
-        _load_plugins(disable, dirs, verbose, parts=not _quick(argv))
+        _load_plugins(disable, dirs, verbose, kinds=_part_kinds(argv))
         # standalone mode: the parser reports usage errors itself (exit 2) and exits;
         # our own user errors propagate to here and become one line + exit 1.
         command = typer.main.get_command(app)

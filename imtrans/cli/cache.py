@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from imtrans.cli import app
+from imtrans.cli._app import app
 from imtrans.cli._console import console
 
 cache_app = typer.Typer(

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from imtrans.cli import app
+from imtrans.cli._app import app
 from imtrans.cli._console import console
 
 data_app = typer.Typer(help="Download and list data sets.", no_args_is_help=True)

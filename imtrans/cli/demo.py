@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from imtrans.cli import app
+from imtrans.cli._app import app
 from imtrans.cli._console import err_console
 from imtrans.demo.model import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
 

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from imtrans.cli import app
+from imtrans.cli._app import app
 from imtrans.cli._console import console, err_console
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from imtrans.cli import app
+from imtrans.cli._app import ARGV, app
 from imtrans.cli._console import console, err_console
 
 
@@ -31,7 +31,6 @@ def run(
     ),
 ) -> None:
     """Train from a recipe into runs/NAME (checkpoints, metrics.jsonl, samples, index.html)."""
-    from imtrans import cli
     from imtrans.engine import distributed
     from imtrans.engine.report import describe_eval
     from imtrans.engine.trainer import Trainer
@@ -39,7 +38,7 @@ def run(
 
     if nproc is not None and distributed.env_info().world == 1:
         load_recipe(recipe, list(set_))  # fail fast, once, before starting N processes
-        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(cli.ARGV, "--nproc")))
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(ARGV, "--nproc")))
 
     overrides = list(set_)
     if seed is not None:

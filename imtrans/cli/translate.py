@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from imtrans.cli import app
+from imtrans.cli._app import ARGV, app
 from imtrans.cli._console import console, err_console
 
 
@@ -52,11 +52,10 @@ def translate(
 
     Unreadable files are reported and skipped (exit 1).  -o is a folder, or the output file for one video.
     """
-    from imtrans import cli
     from imtrans.engine import distributed
 
     if nproc is not None and distributed.env_info().world == 1:
-        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(cli.ARGV, "--nproc")))
+        raise typer.Exit(distributed.launch(nproc, distributed.strip_option(ARGV, "--nproc")))
     dist_info = distributed.env_info()
     from imtrans.translate import load_translator
     from imtrans.translate.video import split_inputs
@@ -148,7 +147,7 @@ def export(
     size: int = typer.Option(64, "--size", help="Example size in px (the exported axes stay dynamic)."),
 ) -> None:
     """Export a generator with dynamic height/width and check it against eager PyTorch."""
-    from imtrans.engine.checkpoint import load_generator
+    from imtrans.build import load_generator
     from imtrans.translate.export import export_model
 
     from imtrans.zoo import resolve_model

@@ -11,7 +11,6 @@ limit of :mod:`imtrans.data.imageio` (the decompression-bomb guard).
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -24,12 +23,6 @@ from imtrans.errors import ImtransError
 #: a 4K frame or a 24 MP camera photo is fine); tiling keeps memory bounded below that.
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 40_000_000
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - the declared dependency for 3.10
-    import tomli as tomllib
-
 
 @dataclass
 class Example:
@@ -87,15 +80,9 @@ def _domain_text(spec: dict[str, Any]) -> str:
 
 
 def _recipe(meta: dict[str, Any]) -> dict[str, Any]:
-    text = meta.get("recipe")
-    if isinstance(text, dict):
-        return text
-    if not isinstance(text, str) or not text.strip():
-        return {}
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return {}  # the weights still translate; the page just shows fewer facts
+    from imtrans.engine.checkpoint import stored_recipe
+
+    return stored_recipe(meta)  # {} when unreadable: the weights still translate; the page shows fewer facts
 
 
 def model_info(source: str, meta: dict[str, Any], generator: Any) -> ModelInfo:

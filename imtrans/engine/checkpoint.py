@@ -31,6 +31,8 @@ from safetensors.torch import save as st_save
 
 from imtrans.atomic import atomic_path, default_dir_mode, fsync_dir
 from imtrans.errors import ImtransError
+from imtrans.recipe_files import tomllib
+from imtrans.statedict import check_keys
 
 FORMAT = 1
 WEIGHTS = "weights.safetensors"
@@ -232,6 +234,23 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
+def stored_recipe(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe table a checkpoint's metadata (:func:`read_meta`) stores; ``{}`` if none or not valid TOML.
+
+    A checkpoint's weights stay usable without its recipe, so readers that only
+    want facts from it (held-out data, descriptions, the schedule) get an empty table.
+    """
+    text = meta.get("recipe")
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
+
+
 def load_weights(path: str | Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
     f = _weights_file(resolve_checkpoint(path))
     try:
@@ -268,87 +287,6 @@ def load_state(path: str | Path) -> dict[str, Any]:
 
 def load_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
     """Load a state dict strictly, naming the first mismatched key and shape on failure."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing key '{missing[0]}' {tuple(own[missing[0]].shape)}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-        if unexpected:
-            parts.append(f"unexpected key '{unexpected[0]}' {tuple(weights[unexpected[0]].shape)}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
-        raise CheckpointError(f"{where} does not fit this network: {'; '.join(parts)}; it was saved for another architecture")
-    for k, v in own.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise CheckpointError(
-                f"{where} does not fit this network: key '{k}' has shape {tuple(weights[k].shape)} in the file "
-                f"but {tuple(v.shape)} in the network; it was saved for another architecture"
-            )
+    check_keys(net.state_dict(), weights, f"{where} does not fit this network", "it was saved for another architecture",
+               CheckpointError)
     net.load_state_dict(weights, strict=True)
-
-
-def build_net_from_meta(path: str | Path, net_name: str) -> torch.nn.Module:
-    """Rebuild one network from the checkpoint's own metadata and load its weights."""
-    from imtrans import registry
-
-    meta = read_meta(path)
-    nets = meta.get("nets", {})
-    if net_name not in nets:
-        raise CheckpointError(f"{path} has no network '{net_name}'; it has {', '.join(nets) or 'none'}")
-    info = nets[net_name]
-    try:
-        kind, spec = info["kind"], dict(info["spec"])
-        if not isinstance(kind, str) or not isinstance(spec.get("name"), str):
-            raise TypeError("kind and spec.name must be strings")
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: the metadata of network '{net_name}' is corrupt ({e})") from None
-    # the checkpoint carries the trained weights: never fetch them again, nor need the file they came from
-    if spec.get("pretrained"):
-        # a bool for timm, a zoo name for ours
-        spec["pretrained"] = "" if isinstance(spec["pretrained"], str) else False
-    if spec.get("pretrained_file"):
-        spec["pretrained_file"] = ""
-    if kind in registry.KINDS:
-        from imtrans.provenance import check_origin
-
-        # a part whose plugin is missing: name the distribution to install (recorded at training)
-        check_origin(kind, spec["name"], info.get("origin"), f"{path} (network '{net_name}')")
-    try:
-        net = registry.build_spec(kind, spec)
-    except CheckpointError:
-        raise
-    except ImtransError as e:
-        raise CheckpointError(
-            f"{path}: network '{net_name}' cannot be rebuilt from the checkpoint's metadata ({e}); "
-            "the file is corrupt, or it needs a plugin that is not installed"
-        ) from None
-    load_into(net, load_weights(path, net_name), f"{path} ({net_name})")
-    return net.eval()
-
-
-def load_generator(model: str | os.PathLike, direction: str = "a2b") -> torch.nn.Module:
-    """The generator that translates in ``direction``, rebuilt from a checkpoint and loaded, in eval mode.
-
-    ``model`` is a run directory, a checkpoint directory or a ``.safetensors``
-    weights file.  ``direction`` is looked up in the checkpoint's
-    ``translators`` map (CycleGAN: ``a2b`` = G, ``b2a`` = F); a file without
-    that map (e.g. written by an older tool) must hold exactly one generator.
-    Raises :class:`CheckpointError` naming the file and the fix.
-    """
-    meta = read_meta(model)
-    translators = meta.get("translators") or {}
-    nets = meta.get("nets") or {}
-    if translators:
-        if direction not in translators:
-            raise CheckpointError(
-                f"{model} has no direction '{direction}'; it has {', '.join(sorted(translators))}: "
-                "pass --direction accordingly"
-            )
-        return build_net_from_meta(model, translators[direction])
-    gens = [n for n, info in nets.items() if isinstance(info, dict) and info.get("kind") == "generator"]
-    if len(gens) != 1:
-        raise CheckpointError(
-            f"{model} holds no translating generator (networks: {', '.join(nets) or 'none'}); "
-            "a discriminator-only file cannot translate images"
-        )
-    return build_net_from_meta(model, gens[0])

@@ -21,6 +21,7 @@ from imtrans.engine import distributed as D
 from imtrans.engine.runtime import rng_state, set_rng_state
 from imtrans.errors import ImtransError
 from imtrans.provenance import check_meta, net_origin, recipe_origins
+from imtrans.registry import record_of
 from imtrans.schemes.base import schedule_settings
 
 
@@ -57,8 +58,9 @@ class CheckpointManager:
         """Metadata that rebuilds every network without the recipe (part name + parameters)."""
         nets = {}
         for name, net in scheme.networks().items():
-            nets[name] = {"kind": getattr(net, "_imtrans_kind", "generator"), "spec": getattr(net, "_imtrans_spec", {}),
-                          "origin": net_origin(net)}  # plugin distribution + version that made it
+            rec = record_of(net)
+            # a network not built by a registry has no spec to rebuild it from: recorded as such, never guessed
+            nets[name] = {"kind": rec.kind, "spec": rec.spec, "origin": net_origin(net)} if rec is not None else {}
         meta = {"scheme": self.recipe.scheme.name, "step": pos.step, "epoch": pos.epoch, "nets": nets,
                 "translators": dict(scheme.translators), "parts": recipe_origins(self.recipe),
                 "recipe": self.recipe.to_toml()}
@@ -186,10 +188,14 @@ class CheckpointManager:
 
     def _schedule_changes(self, path: Path) -> dict[str, tuple[Any, Any]]:
         """Schedule keys whose value in the checkpoint's recipe differs from this run's recipe."""
-        from imtrans.recipe import Recipe, tomllib
+        from imtrans.recipe import Recipe
 
         try:
-            old = Recipe.model_validate(tomllib.loads(ckpt.read_meta(path).get("recipe", "")))
+            meta = ckpt.read_meta(path)
+            table = ckpt.stored_recipe(meta)
+            if not table and meta.get("recipe"):
+                return {}  # a recipe that is not valid TOML: nothing to compare
+            old = Recipe.model_validate(table)
         except Exception:  # an old or foreign checkpoint: nothing to compare, keep its schedule
             return {}
         before, now = schedule_settings(old), schedule_settings(self.recipe)

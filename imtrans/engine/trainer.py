@@ -36,7 +36,6 @@ from imtrans.engine.runlog import LossWindow, NonFiniteLossError, RunLogger
 from imtrans.engine.runtime import resolve_device, resolve_precision, seed_everything
 from imtrans.engine.stop import StopFlag
 from imtrans.errors import ImtransError
-from imtrans.plugins import load_plugins
 from imtrans.recipe import Recipe
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer"]
@@ -108,7 +107,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ entry
     def fit(self) -> TrainResult:
-        load_plugins()  # an entry point: the registries are filled here, not by a lookup
         t = self.recipe.train
         self.dist, ddp_device = D.init(t.device)
         self.device = ddp_device or resolve_device(t.device)

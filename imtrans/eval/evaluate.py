@@ -275,15 +275,9 @@ def held_out_domains(run: str | Path, direction: str, data_root: Optional[str | 
     src, dst = ("a", "b") if direction == "a2b" else ("b", "a")
     if data_root is not None:
         return layout("test", str(data_root), src), layout("test", str(data_root), dst)
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    from imtrans.engine.checkpoint import read_meta, stored_recipe
 
-    from imtrans.engine.checkpoint import read_meta
-
-    text = read_meta(run).get("recipe") or ""
-    data = (tomllib.loads(text) if text else {}).get("data", {})
+    data = stored_recipe(read_meta(run)).get("data") or {}
 
     def side(s: str):
         spec = data.get(f"test_{s}")

@@ -36,6 +36,7 @@ from imtrans.errors import ImtransError
 # imtrans.eval.inception is imported where the network is built: it imports torchvision (seconds),
 # which registering and listing the parts must not pay for; tests/test_eval_features.py checks these
 INPUT_SIZE, POOL_DIM = 299, 2048  # inception.INPUT_SIZE, inception.POOL_DIM
+from imtrans.registry import record_of
 
 ResizeMode = Literal["clean", "legacy_pytorch"]
 Precision = Literal["fp32", "bf16"]
@@ -61,8 +62,8 @@ class FeatureExtractor(nn.Module):
 
     @property
     def name(self) -> str:
-        spec = getattr(self, "_imtrans_spec", None) or {}
-        return str(spec.get("name", type(self).__name__))
+        rec = record_of(self)
+        return rec.name if rec is not None else type(self).__name__
 
     def identity(self) -> dict[str, Any]:
         """What a result must name so it is never compared with another extractor's by mistake."""

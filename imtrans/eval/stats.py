@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from imtrans.eval.weights import eval_home
+from imtrans.registry import record_of
 from imtrans.zoo.fetch import sha256_file
 
 log = logging.getLogger("imtrans.eval")
@@ -54,9 +55,9 @@ def set_fingerprint(domain: Any) -> Optional[str]:
                 digest = "unreadable"  # the set's result will list it as skipped; still a stable key
             h.update(Path(p).relative_to(root).as_posix().encode() + b"\0" + digest.encode() + b"\n")
         return h.hexdigest()
-    spec = getattr(domain, "_imtrans_spec", None)
-    if spec is not None and getattr(domain, "_imtrans_kind", "") == "domain":
-        payload = {"spec": spec, "split": getattr(domain, "split", None), "n": len(domain)}
+    rec = record_of(domain)
+    if rec is not None and rec.kind == "domain":
+        payload = {"spec": rec.spec, "split": getattr(domain, "split", None), "n": len(domain)}
         h.update(b"spec\0" + json.dumps(payload, sort_keys=True, default=str).encode())
         return h.hexdigest()
     return None

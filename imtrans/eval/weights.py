@@ -8,7 +8,7 @@ sha256 is pinned below.  Resolution order:
 1. an explicit path (any checksum loads, but a file other than the published
    one gets a warning; its checksum is recorded in every result);
 2. ``<cache>/weights/pt_inception-2015-12-05-6726825d.pth`` where ``<cache>``
-   is ``$IMTRANS_HOME/eval`` or ``<platform cache>/imtrans/eval``;
+   is ``eval`` under the cache root of :mod:`imtrans.paths`;
 3. a download into that cache (resumable, checked against the sha256 before
    it is renamed into place), unless ``download`` is false.
 
@@ -26,11 +26,12 @@ from typing import Optional
 import torch
 
 from imtrans.errors import ImtransError
+from imtrans.paths import HOME_ENV, cache_dir  # noqa: F401  (HOME_ENV: named here too)
+from imtrans.statedict import check_keys, read_pth
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_FILE}"
 FID_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
-HOME_ENV = "IMTRANS_HOME"
 
 
 class WeightsWarning(UserWarning):
@@ -38,11 +39,8 @@ class WeightsWarning(UserWarning):
 
 
 def eval_home() -> Path:
-    """``$IMTRANS_HOME/eval``, else the platform cache folder's ``imtrans/eval`` (the zoo's neighbour)."""
-    from imtrans.zoo.fetch import platform_cache_dir
-
-    home = os.environ.get(HOME_ENV)
-    return (Path(home).expanduser() if home else platform_cache_dir() / "imtrans") / "eval"
+    """``eval`` under the cache root (:mod:`imtrans.paths`; the zoo's neighbour)."""
+    return cache_dir("eval")
 
 
 def cached_weights_path() -> Path:
@@ -106,17 +104,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A ``.pth`` state dict read with ``weights_only=True`` (no code is unpickled)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure means "not a loadable weights file"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ImtransError(f"could not read '{path}' as a PyTorch state dict ({first}); "
-                           f"pass {FID_WEIGHTS_FILE}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ImtransError(f"'{path}' does not hold a state dict (a dict of tensors); pass {FID_WEIGHTS_FILE}")
-    return dict(obj)
+    return read_pth(path, what="FID weights file", fix=f"pass {FID_WEIGHTS_FILE}")
 
 
 def check_layout(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
@@ -124,14 +112,8 @@ def check_layout(sd: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
     # ``num_batches_tracked`` counts training steps; files saved by old PyTorch versions lack it.
     out = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     want = {k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")}
-    missing = [k for k in want if k not in out]
-    extra = [k for k in out if k not in want]
-    shaped = [k for k in want if k in out and tuple(out[k].shape) != tuple(want[k].shape)]
-    for problem, keys in (("lacks key", missing), ("has unexpected key", extra), ("has a wrong shape for", shaped)):
-        if keys:
-            more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
-            raise ImtransError(f"'{source}' is not the FID Inception-v3 layout: it {problem} '{keys[0]}'{more}; "
-                               f"pass {FID_WEIGHTS_FILE} from pytorch-fid or torch-fidelity")
+    check_keys(want, out, f"'{source}' is not the FID Inception-v3 layout",
+               f"pass {FID_WEIGHTS_FILE} from pytorch-fid or torch-fidelity")
     for k, v in expected.items():
         if k.endswith("num_batches_tracked"):
             out[k] = sd.get(k, torch.zeros_like(v))

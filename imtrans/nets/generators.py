@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from imtrans.errors import ImtransError
+from imtrans.nets.base import GeneratorBase  # noqa: F401  (defined there; imported from here too)
 from imtrans.nets.blocks import (
     NormName,
     PaddingName,
@@ -23,48 +24,6 @@ from imtrans.nets.blocks import (
     get_norm_layer,
 )
 from imtrans.nets.init import InitName, init_weights
-
-
-class GeneratorBase(nn.Module):
-    """Base class for generators (ours and plugins'): the size check and the ``encode`` layer check.
-
-    A subclass sets ``in_channels``, ``out_channels`` and, if its input size is
-    constrained, ``size_multiple`` (and ``min_size``); it calls
-    :meth:`check_input_size` at the start of ``forward`` and ``encode``.
-    """
-
-    part_name = "generator"
-    size_multiple: int = 1
-    min_size: int = 1
-
-    def check_input_size(self, h: int, w: int) -> None:
-        """Raise :class:`ImtransError` unless ``h`` and ``w`` suit this network.
-
-        Pure integer arithmetic: cheap enough to run on every forward call.
-        """
-        m, lo = self.size_multiple, self.min_size
-        if h % m or w % m or h < lo or w < lo:
-            extra = f" and at least {lo}" if lo > m else ""
-            raise ImtransError(
-                f"{self.part_name} generator needs height and width divisible by {m}{extra}; "
-                f"got {h}x{w}: resize or pad the image"
-            )
-
-    def _check_layers(self, layers: list[int], n: int, what: str) -> None:
-        bad = [i for i in layers if not 0 <= int(i) < n]
-        if bad:
-            raise ImtransError(
-                f"{self.part_name} generator has {what} indices 0..{n - 1}; got {bad[0]}: "
-                f"choose layers within that range"
-            )
-
-
-def _load_pretrained(net: "GeneratorBase", name: str, arch: dict) -> None:
-    """Start from zoo model ``name`` (fine-tuning): ``model.generator.pretrained = "horse2zebra"``."""
-    if name:
-        from imtrans.zoo import init_from_pretrained
-
-        init_from_pretrained(net, name, net.part_name, arch)
 
 
 class ResnetGenerator(GeneratorBase):
@@ -93,10 +52,13 @@ class ResnetGenerator(GeneratorBase):
     256 px images, 6 for 128 px in the official recipes); ``padding_type``
     padding inside residual blocks; ``init``/``init_gain`` weight init;
     ``pretrained`` a model-zoo name (``imtrans pretrained list``) whose
-    weights replace the initialisation, for fine-tuning.
+    weights replace the initialisation, for fine-tuning (loaded by
+    :func:`imtrans.build.build_part` after the network is built).
     """
 
     part_name = "resnet"
+    #: the parameters that decide the weights' layout (what a zoo model to fine-tune from must match)
+    layout_params = ("in_channels", "out_channels", "ngf", "norm", "n_blocks", "padding_type")
     size_multiple = 4
     # Reflection padding of 1 inside the residual blocks needs at least 2x2
     # activations at the bottleneck, i.e. 8x8 input.
@@ -116,8 +78,6 @@ class ResnetGenerator(GeneratorBase):
         pretrained: str = "",
     ):
         super().__init__()
-        arch = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, n_blocks=n_blocks,
-                    padding_type=padding_type)
         if n_blocks < 0:
             raise ImtransError(f"resnet generator needs n_blocks >= 0; got {n_blocks}")
         self.in_channels = in_channels
@@ -153,7 +113,6 @@ class ResnetGenerator(GeneratorBase):
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, kernel_size=7, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self, init, init_gain)
-        _load_pretrained(self, pretrained, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
@@ -199,10 +158,11 @@ class UnetGenerator(GeneratorBase):
     (as official); ``num_downs`` levels (>= 5); ``init``/``init_gain``;
     ``residual`` (not in the official code): output ``clamp(x + 2 * net(x))``, so the
     network only draws the change and unchanged pixels pass through exactly.
-    ``pretrained`` a model-zoo name whose weights replace the initialisation.
+    ``pretrained`` a model-zoo name whose weights replace the initialisation (see ``resnet``).
     """
 
     part_name = "unet"
+    layout_params = ("in_channels", "out_channels", "ngf", "norm", "num_downs")
 
     def __init__(
         self,
@@ -218,7 +178,6 @@ class UnetGenerator(GeneratorBase):
         pretrained: str = "",
     ):
         super().__init__()
-        arch = dict(in_channels=in_channels, out_channels=out_channels, ngf=ngf, norm=norm, num_downs=num_downs)
         if num_downs < 5:
             raise ImtransError(f"unet generator needs num_downs >= 5; got {num_downs}")
         self.in_channels = in_channels
@@ -245,7 +204,6 @@ class UnetGenerator(GeneratorBase):
             nn.init.zeros_(last.weight)
             if last.bias is not None:
                 nn.init.zeros_(last.bias)
-        _load_pretrained(self, pretrained, arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
@@ -277,7 +235,7 @@ class UnetGenerator(GeneratorBase):
         return [found[int(i)] for i in layers]
 
 
-from imtrans.nets.timm_unet import TimmUnetGenerator  # noqa: E402  (it subclasses GeneratorBase above)
+from imtrans.nets.timm_unet import TimmUnetGenerator  # noqa: E402
 
 GENERATORS = {
     "resnet": ResnetGenerator,

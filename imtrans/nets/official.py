@@ -49,6 +49,8 @@ import torch
 from torch import nn
 
 from imtrans.errors import ImtransError
+from imtrans.registry import record_of
+from imtrans.statedict import check_keys, read_pth
 
 # part name -> (kind, [(official key prefix, imtrans key prefix), ...]).
 # The prefixes are the same today because our modules mirror the official
@@ -157,30 +159,8 @@ def load_official_pth(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     :class:`ImtransError`.  A checkpoint dict that wraps the weights under
     ``"state_dict"`` is unwrapped.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImtransError(f"official weights file '{path}' does not exist; give the path of a .pth such as latest_net_G_A.pth")
-    fix = "pass a weights file saved by the official code (e.g. latest_net_G_A.pth)"
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every failure means "not a readable .pth"
-        # torch's own text for a refused pickle suggests retrying with weights_only=False, i.e.
-        # running the file's code: never pass it on.  (Matched by name: this module imports no pickle.)
-        if type(e).__name__ == "UnpicklingError":
-            raise ImtransError(
-                f"could not read '{path}': it is not a state dict (it holds Python objects other than tensors "
-                f"and numbers, which are refused without running them); {fix}"
-            ) from None
-        raise ImtransError(
-            f"could not read '{path}': it is not a state dict (not a PyTorch .pth file, or truncated or corrupt); {fix}"
-        ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ImtransError(
-            f"'{path}' does not hold a state_dict (a dict of tensors); {fix}"
-        )
-    return dict(obj)
+    return read_pth(path, what="official weights file",
+                    fix="pass a weights file saved by the official code (e.g. latest_net_G_A.pth)")
 
 
 def _build(part: str, params: dict[str, Any]) -> nn.Module:
@@ -204,10 +184,6 @@ def _build(part: str, params: dict[str, Any]) -> nn.Module:
     return reg.build(part, **params)
 
 
-def _shape(t: torch.Tensor) -> str:
-    return "[" + ", ".join(str(s) for s in t.shape) + "]"
-
-
 def convert_official(
     path: str | os.PathLike, part: str, params: dict[str, Any] | None = None
 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
@@ -226,19 +202,9 @@ def convert_official(
     module = _build(part, params)
     raw = load_official_pth(path)
     sd = official_to_imtrans(part, raw, module)
-    expected = module.state_dict()
     what = f"'{os.fspath(path)}' does not fit {part} with parameters {params or 'default'}"
     fix = "build the part with the parameters the file was trained with (ngf, n_blocks/num_downs/n_layers, norm, channels)"
-    for k, v in expected.items():
-        if k not in sd:
-            raise ImtransError(f"{what}: missing key '{k}' (shape {_shape(v)}); {fix}")
-    for k, v in sd.items():
-        if k not in expected:
-            raise ImtransError(f"{what}: unexpected key '{k}' (shape {_shape(v)}); {fix}")
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ImtransError(
-                f"{what}: key '{k}' has shape {_shape(v)} in the file but {_shape(expected[k])} in the network; {fix}"
-            )
+    check_keys(module.state_dict(), sd, what, fix)
     module.load_state_dict(sd, strict=True)
     return module, sd
 
@@ -255,7 +221,8 @@ def _converted(
     params = dict(params or {})
     net, sd = convert_official(pth, part, params)
     name = name or ("G" if kind == "generator" else "D")
-    spec = getattr(net, "_imtrans_spec", None) or {"name": part, **params}
+    rec = record_of(net)
+    spec = rec.spec if rec is not None else {"name": part, **params}
     meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
     if kind == "generator":
         meta["translators"] = {"a2b": name}

@@ -10,7 +10,7 @@ from torch import nn
 
 from imtrans.errors import ImtransError
 from imtrans.nets.blocks import NormName, conv_bias, get_norm_layer
-from imtrans.nets.generators import GeneratorBase
+from imtrans.nets.base import GeneratorBase
 from imtrans.nets.init import InitName, init_weights
 
 

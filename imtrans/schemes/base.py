@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from imtrans import registry
+from imtrans.build import build_part
 from imtrans.errors import ImtransError
 from imtrans.schemes.terms import ExtraTerm
 
@@ -180,8 +181,8 @@ def fast_forward(sched, epoch: int) -> None:
 
 
 def build_network(kind: str, spec) -> nn.Module:
-    """Build a registered network from a recipe spec (parts initialise themselves: see their ``init``)."""
-    return registry.build_spec(kind, spec.as_dict())
+    """Build a registered network from a recipe spec, then load any zoo weights it names (see :mod:`imtrans.build`)."""
+    return build_part(kind, spec.as_dict())
 
 
 class Scheme(nn.Module):

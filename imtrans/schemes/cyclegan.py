@@ -19,47 +19,10 @@ from torch import nn
 
 from imtrans.errors import ImtransError
 from imtrans.schemes.base import Scheme, build_network, set_requires_grad
+from imtrans.schemes.gan import ImagePool, discriminator_loss  # noqa: F401  (ImagePool: named here too)
 
 #: loss terms whose role the scheme knows; any other key in [losses] is an extra generator term.
 ROLES = ("gan", "cycle", "identity")
-
-
-class ImagePool:
-    """The history of generated images (Shrivastava et al.) that the discriminators see.
-
-    Until ``size`` images are stored every fake is stored and returned; after that,
-    each fake is, with probability 1/2, swapped for a random stored one (which is
-    returned) — as the official ``ImagePool``.  Its own RNG makes it resumable.
-    """
-
-    def __init__(self, size: int, seed: int = 0):
-        self.size = size
-        self.images: list[torch.Tensor] = []
-        self.gen = torch.Generator().manual_seed(seed)
-
-    def query(self, images: torch.Tensor) -> torch.Tensor:
-        if self.size == 0:
-            return images
-        out = []
-        for img in images.detach():
-            img = img.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(img.clone())
-                out.append(img)
-            elif torch.rand((), generator=self.gen).item() > 0.5:
-                j = int(torch.randint(0, self.size, (), generator=self.gen).item())
-                out.append(self.images[j].clone())
-                self.images[j] = img.clone()
-            else:
-                out.append(img)
-        return torch.cat(out, 0)
-
-    def state(self) -> dict[str, Any]:
-        return {"images": list(self.images), "rng": self.gen.get_state()}
-
-    def load(self, state: dict[str, Any], device: torch.device) -> None:
-        self.images = [t.to(device) for t in state.get("images", [])]
-        self.gen.set_state(state["rng"])
 
 
 def check_channels(G: nn.Module, F: nn.Module, f_key: str, identity_weight: float) -> None:
@@ -192,8 +155,8 @@ class CycleGAN(Scheme):
         pool_a = self.pool_a.query(fake_a.detach())
         D_A, D_B = self.run("D_A"), self.run("D_B")
         with amp.autocast():
-            L["D_B"] = 0.5 * (self.gan(D_B(real_b), True) + self.gan(D_B(pool_b), False))
-            L["D_A"] = 0.5 * (self.gan(D_A(real_a), True) + self.gan(D_A(pool_a), False))
+            L["D_B"] = discriminator_loss(self.gan, D_B(real_b), D_B(pool_b))[0]
+            L["D_A"] = discriminator_loss(self.gan, D_A(real_a), D_A(pool_a))[0]
         amp.backward(L["D_A"] + L["D_B"])
         amp.step(opt_d)
         amp.update()

@@ -36,7 +36,7 @@ from imtrans import registry
 from imtrans.errors import ImtransError
 from imtrans.nets.norm_mode import batch_statistics, forward_per_image
 from imtrans.schemes.base import Scheme, build_network, set_requires_grad
-from imtrans.schemes.cyclegan import ImagePool
+from imtrans.schemes.gan import ImagePool, discriminator_loss
 
 TestMode = Literal["train", "eval"]
 
@@ -148,9 +148,9 @@ class Pix2Pix(Scheme):
         opt_d.zero_grad(set_to_none=True)
         fake_ab = self.pool.query(torch.cat([real_a, fake_b.detach()], 1))
         with amp.autocast():
-            L["D_fake"] = self.gan(D(fake_ab), False)
-            L["D_real"] = self.gan(D(torch.cat([real_a, real_b], 1)), True)
-            loss_d = 0.5 * (L["D_fake"] + L["D_real"])
+            pred_fake = D(fake_ab)
+            loss_d, real, fake = discriminator_loss(self.gan, D(torch.cat([real_a, real_b], 1)), pred_fake)
+            L["D_fake"], L["D_real"] = fake, real
         amp.backward(loss_d)
         amp.step(opt_d)
 

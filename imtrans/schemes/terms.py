@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from imtrans.errors import ImtransError, ImtransWarning
+from imtrans.registry import record_of
 
 TermKind = Literal["translation", "pixel"]
 TERM_KINDS: tuple[str, ...] = get_args(TermKind)
@@ -45,7 +46,8 @@ def _positional(fn) -> list[inspect.Parameter]:
 
 def declared_kind(key: str, loss: nn.Module) -> TermKind:
     """The loss's declared ``term_kind``, checked against its ``forward``; raises ImtransError if they disagree."""
-    name = getattr(loss, "_imtrans_spec", {}).get("name", type(loss).__name__)
+    rec = record_of(loss)
+    name = rec.name if rec is not None else type(loss).__name__
     where = f"[losses.{key}] (loss '{name}')"
     kind = getattr(loss, "term_kind", None)
     if kind not in TERM_KINDS:

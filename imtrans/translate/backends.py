@@ -75,12 +75,11 @@ def ort_available() -> bool:
 
 def onnx_cache_dir() -> Path:
     """``$IMTRANS_ONNX_CACHE``, else ``$IMTRANS_HOME/onnx``, else ``<platform cache>/imtrans/onnx``."""
-    from imtrans.zoo.fetch import HOME_ENV, platform_cache_dir
+    from imtrans.paths import cache_dir
 
     if os.environ.get("IMTRANS_ONNX_CACHE"):
         return Path(os.environ["IMTRANS_ONNX_CACHE"]).expanduser()
-    home = os.environ.get(HOME_ENV)
-    return (Path(home).expanduser() if home else platform_cache_dir() / "imtrans") / "onnx"
+    return cache_dir("onnx")
 
 
 def weights_key(net: nn.Module) -> str:

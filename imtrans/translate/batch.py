@@ -29,7 +29,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
@@ -40,8 +40,17 @@ from imtrans.data.imageio import IMAGE_EXTENSIONS
 from imtrans.errors import ImtransError
 from imtrans.translate import io as tio
 
-if TYPE_CHECKING:
-    from imtrans.translate.translator import Translator
+
+class Translates(Protocol):
+    """What the pipeline needs of a translator (:class:`~imtrans.translate.translator.Translator`, which uses this module)."""
+
+    batch_size: int
+
+    def load_file(self, path: Path) -> tuple[torch.Tensor, Optional[Image.Image]]: ...
+    def needs_tiles(self, h: int, w: int) -> bool: ...
+    def translate_tiled(self, image: torch.Tensor) -> np.ndarray: ...
+    def translate_batch(self, images: list[torch.Tensor]) -> list[np.ndarray]: ...
+
 
 ProgressFn = Callable[[int, int], None]
 ErrorFn = Callable[[Path, str], None]
@@ -233,7 +242,7 @@ def batch_by_size(
     yield from buckets.values()
 
 
-def run(batches: Iterable[list[Item]], translator: "Translator", report: TranslateReport) -> Iterator[tuple[Item, np.ndarray]]:
+def run(batches: Iterable[list[Item]], translator: Translates, report: TranslateReport) -> Iterator[tuple[Item, np.ndarray]]:
     """Translate each batch (tiled when a lone image needs tiles); a failed batch fails its files."""
     for batch in batches:
         try:
@@ -284,7 +293,7 @@ def write(
 
 
 def translate_folder(
-    translator: "Translator",
+    translator: Translates,
     inputs: str | os.PathLike | Iterable[str | os.PathLike],
     out_dir: str | os.PathLike,
     *,

@@ -30,6 +30,7 @@ from torch import nn
 
 from imtrans.atomic import atomic_path
 from imtrans.errors import ImtransError
+from imtrans.registry import record_of
 
 EXPORT_FORMATS = ("onnx", "pt2")
 ExportFormat = Literal["onnx", "pt2"]
@@ -63,7 +64,8 @@ def _check_format(format: str) -> None:
 
 
 def _name(net: nn.Module) -> str:
-    return (getattr(net, "_imtrans_spec", None) or {}).get("name", type(net).__name__)
+    rec = record_of(net)
+    return rec.name if rec is not None else type(net).__name__
 
 
 def _program(net: nn.Module, example: torch.Tensor, multiple: int, min_size: int) -> torch.export.ExportedProgram:

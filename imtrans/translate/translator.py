@@ -127,7 +127,8 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, model: str | os.PathLike, direction: str = "a2b", **kwargs) -> "Translator":
         """Build from a run directory, checkpoint directory, ``.safetensors`` file or model-zoo name (architecture from its metadata)."""
-        from imtrans.engine.checkpoint import load_generator, read_meta
+        from imtrans.build import load_generator
+        from imtrans.engine.checkpoint import read_meta
         from imtrans.zoo import resolve_model
 
         path = resolve_model(model, direction=direction)
@@ -327,9 +328,7 @@ def load_translator(
     :class:`Translator` (``tile``, ``overlap``, ``size``, ``batch_size``,
     ``norm_mode``, ``seed``).  A pix2pix checkpoint (a run, or a zoo
     ``pix2pix_*`` model) runs with the pix2pix test protocol unless
-    ``norm_mode="eval"``.
+    ``norm_mode="eval"``.  The checkpoint's parts must be registered:
+    :func:`imtrans.load_translator` (the public entry point) loads the plugins first.
     """
-    from imtrans.plugins import load_plugins
-
-    load_plugins()  # an entry point: the checkpoint's parts may come from plugins
     return Translator.from_checkpoint(model, direction, device=device, precision=precision, **kwargs)

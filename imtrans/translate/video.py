@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from imtrans.atomic import TempTarget
 from imtrans.data.imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, pil_to_uint8_tensor
 from imtrans.errors import ImtransError
 from imtrans.translate.translator import Translator, resize_short_side
+from imtrans.translate.video_codecs import VideoDecodeError, require_av  # noqa: F401  (defined there, named here too)
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 GIF_EXTENSIONS: tuple[str, ...] = (".gif",)
@@ -41,10 +42,6 @@ MEDIA_EXTENSIONS: tuple[str, ...] = VIDEO_EXTENSIONS + GIF_EXTENSIONS
 
 #: default constant-rate factor: 18 is visually lossless for x264 and VP9; 0 is lossless
 DEFAULT_CRF = 18
-
-
-class VideoDecodeError(ImtransError):
-    """A video or GIF that cannot be decoded; the message names the file and the reason."""
 
 
 @dataclass
@@ -68,17 +65,6 @@ class VideoResult:
 def is_media(path: str | os.PathLike) -> bool:
     """True for file names the video path handles (:data:`MEDIA_EXTENSIONS`, any case)."""
     return Path(path).suffix.lower() in MEDIA_EXTENSIONS
-
-
-def require_av() -> Any:
-    """Import PyAV or explain how to install it."""
-    try:
-        import av
-    except ImportError:
-        raise ImtransError(
-            "translating videos needs PyAV, which is not installed; install it with: pip install 'imtrans[video]'"
-        ) from None
-    return av
 
 
 # ---------------------------------------------------------------------------
@@ -183,31 +169,6 @@ def translate_frames(t: Translator, frames: list[np.ndarray]) -> list[np.ndarray
 
 
 # ---------------------------------------------------------------------------
-# atomic output paths
-# ---------------------------------------------------------------------------
-
-class _TempTarget:
-    """A hidden temporary file next to ``dst`` that becomes ``dst`` on :meth:`commit`, else is removed."""
-
-    def __init__(self, dst: Path):
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp" + dst.suffix, dir=dst.parent)
-        os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(name, 0o666 & ~umask)  # mkstemp makes the file private; outputs get the usual permissions
-        self.dst, self.path = dst, Path(name)
-
-    def commit(self) -> None:
-        with open(self.path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.path, self.dst)
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------------
 # public entry point
 # ---------------------------------------------------------------------------
 
@@ -249,7 +210,7 @@ def translate_video(
     limit = getattr(translator, "max_pixels", DEFAULT_MAX_PIXELS)
     reader = vc.GifReader(src, limit) if is_gif else vc.AvReader(src, limit)
     with reader:
-        target = None if frames_dir else _TempTarget(dst)
+        target = None if frames_dir else TempTarget(dst, suffix=".tmp" + dst.suffix)
         writer: Optional[vc.Writer] = None
         try:
             if target is None:

@@ -3,7 +3,7 @@
 Readers yield items in file order: decoded video frames (RGB arrays with their
 timestamps) and, for videos with sound, the audio packets untouched, so the
 writer can remux them next to the translated frames.  Writers put the frames
-into a temporary file (:class:`~imtrans.translate.video._TempTarget`) and
+into a temporary file (:class:`imtrans.atomic.TempTarget`) and
 commit it on :meth:`close`; :meth:`abort` removes it.
 """
 
@@ -18,11 +18,27 @@ from typing import Any, Iterator, Literal, Optional, Protocol
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from imtrans.atomic import TempTarget
 from imtrans.data.imageio import to_rgb
-from imtrans.translate.video import VideoDecodeError, _TempTarget, require_av
+from imtrans.errors import ImtransError
 
 #: PyAV (FFmpeg) muxer per output extension
 _MUXERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+
+
+class VideoDecodeError(ImtransError):
+    """A video or GIF that cannot be decoded; the message names the file and the reason."""
+
+
+def require_av() -> Any:
+    """Import PyAV or explain how to install it."""
+    try:
+        import av
+    except ImportError:
+        raise ImtransError(
+            "translating videos needs PyAV, which is not installed; install it with: pip install 'imtrans[video]'"
+        ) from None
+    return av
 
 
 @dataclass
@@ -211,7 +227,7 @@ class GifWriter:
 
     audio: Literal["copied", "re-encoded", "none"] = "none"
 
-    def __init__(self, target: _TempTarget, reader: GifReader):
+    def __init__(self, target: TempTarget, reader: GifReader):
         self.target, self.reader = target, reader
         self.frames: list[Image.Image] = []
         self.durations: list[int] = []
@@ -238,7 +254,7 @@ class GifWriter:
 class AvWriter:
     """A video file through PyAV: x264 (VP9 for .webm) at the source's timestamps, audio remuxed."""
 
-    def __init__(self, target: _TempTarget, reader: AvReader, crf: int):
+    def __init__(self, target: TempTarget, reader: AvReader, crf: int):
         av = reader.av
         self.target, self.reader, self.crf, self.av = target, reader, crf, av
         self.ext = target.dst.suffix.lower()

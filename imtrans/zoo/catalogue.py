@@ -157,6 +157,10 @@ def _weights_bytes(arch_json: str, measure: bool = False) -> int | None:
     return sum(t.numel() * t.element_size() for t in net.state_dict().values())
 
 
+#: generator parameters that do not change the weights' layout: fine-tuning from a zoo or Hub model may choose them freely
+FREE_PARAMS = ("dropout", "init", "init_gain", "pretrained")
+
+
 def check_name(name: str) -> str:
     """``name`` if it can name a cache folder (letters, digits, ``_ . -``), else :class:`ImtransError`."""
     if not _NAME.fullmatch(name) or name in (".", ".."):

@@ -11,16 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import sys
 import time
 import urllib.parse
 from pathlib import Path
 
 from imtrans.engine.lock import pid_alive
 from imtrans.errors import ImtransError
+from imtrans.paths import HOME_ENV, cache_dir  # noqa: F401  (HOME_ENV: named here too)
 
-#: root of everything imtrans keeps between runs; the zoo lives in ``$IMTRANS_HOME/pretrained``
-HOME_ENV = "IMTRANS_HOME"
 #: ``http://host:port``: replaces the scheme and host of every zoo URL, keeping its path
 MIRROR_ENV = "IMTRANS_PRETRAINED_MIRROR"
 
@@ -29,19 +27,9 @@ class ChecksumError(ImtransError):
     """A downloaded or cached file whose sha256 is not the expected one."""
 
 
-def platform_cache_dir() -> Path:
-    """The per-user cache folder of this platform (XDG on Linux, Library/Caches on macOS, LOCALAPPDATA on Windows)."""
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-
-
 def cache_root() -> Path:
-    """Where converted pretrained models live: ``$IMTRANS_HOME/pretrained`` or ``<platform cache>/imtrans/pretrained``."""
-    home = os.environ.get(HOME_ENV)
-    return (Path(home).expanduser() if home else platform_cache_dir() / "imtrans") / "pretrained"
+    """Where converted pretrained models live: ``pretrained`` under the cache root (:mod:`imtrans.paths`)."""
+    return cache_dir("pretrained")
 
 
 def mirrored(url: str, mirror: str | None = None) -> str:

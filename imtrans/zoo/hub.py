@@ -85,7 +85,7 @@ def endpoint() -> str | None:
 
 def download(ref: str) -> Path:
     """The cached path of ``ref``'s ``generators.safetensors``, downloaded first if needed."""
-    from imtrans import __version__
+    from imtrans._version import __version__
 
     hub = client()
     from huggingface_hub import errors
@@ -160,7 +160,6 @@ def resolve(ref: str, direction: str = "a2b") -> Path:
     """
     from imtrans import registry
     from imtrans.engine.checkpoint import read_meta
-    from imtrans.plugins import load_plugins
     from imtrans.provenance import check_origin
 
     path = download(ref)
@@ -168,7 +167,7 @@ def resolve(ref: str, direction: str = "a2b") -> Path:
     info = (meta.get("nets") or {}).get(_translator(meta, ref, direction))
     spec = info.get("spec") if isinstance(info, dict) else None
     if isinstance(spec, dict) and isinstance(spec.get("name"), str) and info.get("kind") in registry.KINDS:
-        load_plugins()  # idempotent: the registry must be complete before "missing" means missing
+        # the entry point (CLI, imtrans.load_translator) has loaded the plugins: "missing" means missing
         if spec["name"] not in registry.get_registry(info["kind"]):  # (another version: the loader warns once)
             check_origin(info["kind"], spec["name"], info.get("origin"), f"'{ref}'")
     return path
@@ -183,7 +182,7 @@ def init_from_hub(net: Any, ref: str, part: str, params: dict[str, Any]) -> None
     """
     from imtrans.engine.checkpoint import load_into, load_weights, read_meta
     from imtrans.registry import get_registry
-    from imtrans.zoo.store import _FREE
+    from imtrans.zoo.catalogue import FREE_PARAMS as _FREE
 
     path = resolve(ref, "a2b")
     meta = read_meta(path)

@@ -26,7 +26,7 @@ from typing import Any
 
 from imtrans.errors import ImtransError
 from imtrans.zoo import fetch
-from imtrans.zoo.catalogue import Pretrained, check_name
+from imtrans.zoo.catalogue import FREE_PARAMS, Pretrained, check_name
 from imtrans.zoo.convert import RefusedFileError, check_importable, convert
 
 log = logging.getLogger("imtrans.zoo")
@@ -37,26 +37,23 @@ RECORD = "record.json"
 _verified: set[tuple[str, int, int]] = set()
 
 
-def registry():
-    from imtrans.plugins import load_plugins
+def _catalogue():
+    # the "pretrained" registry: filled by the plugins the entry points load (never loaded from here)
     from imtrans.registry import get_registry
 
-    # the zoo is an entry point too: its catalogue comes from plugins (idempotent); only the
-    # catalogue's hooks run here, so `imtrans pretrained list` imports no torch
-    load_plugins(kinds=("pretrained",))
     return get_registry("pretrained")
 
 
 def names() -> list[str]:
     """Every zoo name (built-in and from plugins), sorted."""
-    return registry().names()
+    return _catalogue().names()
 
 
 def get(name: str) -> Pretrained:
     """The catalogue entry ``name``; an unknown name suggests the closest ones."""
     from imtrans.suggest import suggest
 
-    reg = registry()
+    reg = _catalogue()
     if name not in reg:
         close = suggest(name, reg.names())
         hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
@@ -217,7 +214,7 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
     if Path(model).exists():
         return model
     text = os.fspath(model)
-    if text in registry():
+    if text in _catalogue():
         entry = get(text)
         if direction != "a2b":
             other = f"use pretrained '{entry.reverse}' instead" if entry.reverse else "no model for the other way is listed"
@@ -239,7 +236,7 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
 
 
 #: parameters that do not change the weights' layout: fine-tuning may choose them freely
-_FREE = ("dropout", "init", "init_gain", "pretrained")
+_FREE = FREE_PARAMS
 
 
 def init_from_pretrained(net: Any, name: str, part: str, params: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import pytest
 import helpers
 from helpers import ONE_THREAD, one_torch_thread  # noqa: F401  (autouse fixture)
 import killer
+from imtrans.build import build_net_from_meta
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.lock import LOCK_NAME
 
@@ -54,7 +55,7 @@ def check_loadable(run: Path) -> int:
     path = ckpt.resolve_checkpoint(run)
     meta = ckpt.read_meta(path)
     for net in meta["nets"]:
-        ckpt.build_net_from_meta(path, net)
+        build_net_from_meta(path, net)
     st = ckpt.load_state(path)
     assert st["step"] == meta["step"] >= 1
     return int(st["step"])

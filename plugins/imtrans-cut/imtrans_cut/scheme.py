@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from imtrans import registry
+from imtrans.build import build_part
 from imtrans.errors import ImtransError
 from imtrans.schemes.base import Scheme, set_requires_grad
 
@@ -79,7 +80,7 @@ class CUT(Scheme):
         m = recipe.model
         # Networks initialise themselves from their own `init`/`init_gain` parameters
         # (CUT's recipes set init = "xavier" there, the official CUT default).
-        self.nets["G"] = registry.build_spec("generator", m.generator.as_dict())
+        self.nets["G"] = build_part("generator", m.generator.as_dict())  # then zoo weights, if it names some
         self.nets["D"] = registry.build_spec("discriminator", m.discriminator.as_dict())
 
         self.gan, self.lambda_GAN = self.build_loss("gan", default_weight=1.0)
