@@ -91,7 +91,7 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.checkpoint:
-        from imtrans.engine.checkpoint import load_generator
+        from imtrans.build import load_generator
 
         G = load_generator(args.checkpoint, "a2b")
     else:
