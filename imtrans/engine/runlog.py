@@ -144,11 +144,10 @@ class RunLogger:
         return rec
 
     def _line(self, step: int, epoch: int, lr: float, rate: float, losses: dict[str, float]) -> None:
-        overall = (step - self._start) / max(1e-9, time.perf_counter() - self._t0)
-        eta = (self.total - step) / overall if overall > 0 else float("nan")
+        _, eta = bar_speed(step - self._start, time.perf_counter() - self._t0, self.total - step)
         self.console.print(
             f"step {step}/{self.total} epoch {epoch + 1}/{self.n_epochs} lr {lr:.2e} {rate:.2f} it/s "
-            f"ETA {_fmt_eta(eta)} {_fmt_losses(losses)}", highlight=False, soft_wrap=True)
+            f"ETA {eta} {_fmt_losses(losses)}", highlight=False, soft_wrap=True)
 
     def tick(self, step: int, epoch: int) -> None:
         """Move the bar between log steps (cheap; no losses are read)."""
