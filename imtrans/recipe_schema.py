@@ -39,7 +39,8 @@ class PartSpec(BaseModel):
 class LossSpec(PartSpec):
     """A loss term: a registered loss, its ``weight`` (default: the loss's own) and parameters."""
 
-    weight: Optional[float] = Field(None, allow_inf_nan=False)
+    weight: Optional[float] = Field(None, ge=0, allow_inf_nan=False,
+                                    description="How much this term counts; 0 turns it off (a negative weight would reward the loss).")
 
 
 class DataConfig(_Strict):

@@ -151,3 +151,11 @@ def test_cli_check_warns_when_the_data_is_missing(tmp_path):
     assert out.returncode == 0, out.stderr  # the recipe is valid; this machine lacks its data
     assert out.stderr.count("warning:") == 2 and "data.a:" in out.stderr and "nowhere" in out.stderr
     assert "its data is missing here" in out.stdout
+
+
+def test_negative_loss_weight_is_refused_with_the_key():
+    """A negative weight would make training reward the loss (issue #26 item 3); 0 still turns a term off."""
+    p = ROOT / "recipes" / "quickstart.toml"
+    with pytest.raises(RecipeError, match=r"losses\.cycle\.weight=-1: .*greater than or equal to 0"):
+        load_recipe(p, ["losses.cycle.weight=-1"])
+    assert load_recipe(p, ["losses.identity.weight=0"]).losses["identity"].weight == 0
