@@ -159,3 +159,25 @@ def test_negative_loss_weight_is_refused_with_the_key():
     with pytest.raises(RecipeError, match=r"losses\.cycle\.weight=-1: .*greater than or equal to 0"):
         load_recipe(p, ["losses.cycle.weight=-1"])
     assert load_recipe(p, ["losses.identity.weight=0"]).losses["identity"].weight == 0
+
+
+def test_a_loss_registered_as_a_discriminator_is_refused_at_check(tmp_path):
+    """It used to pass `check` and die at the first step with the optimiser's raw "empty parameter list"."""
+    import tomli_w
+
+    from conftest import tiny_recipe_data
+
+    plugdir = tmp_path / "plug"
+    plugdir.mkdir()
+    (plugdir / "wrongkind.py").write_text(
+        "import torch\nfrom imtrans import hookimpl\n\n"
+        "@hookimpl\ndef register_discriminators(register):\n    register('l1_as_d', torch.nn.L1Loss)\n")
+    data = tiny_recipe_data(tmp_path, "wk")
+    data["model"]["discriminator"] = {"name": "l1_as_d"}
+    recipe = tmp_path / "wk.toml"
+    recipe.write_text(tomli_w.dumps(data))
+    r = run_cli("--plugins-dir", str(plugdir), "check", str(recipe))
+    assert r.returncode == 1, r.stdout[-1000:]
+    msg = " ".join(r.stderr.split())
+    assert "discriminator 'l1_as_d' has no trainable parameters" in msg and "imtrans list discriminator" in msg
+    assert "Traceback" not in r.stderr

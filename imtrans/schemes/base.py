@@ -181,8 +181,18 @@ def fast_forward(sched, epoch: int) -> None:
 
 
 def build_network(kind: str, spec) -> nn.Module:
-    """Build a registered network from a recipe spec, then load any zoo weights it names (see :mod:`imtrans.build`)."""
-    return build_part(kind, spec.as_dict())
+    """Build a registered network from a recipe spec, then load any zoo weights it names (see :mod:`imtrans.build`).
+
+    A part without trainable parameters cannot be a scheme's network: said here (at ``imtrans check``)
+    rather than as the optimiser's "empty parameter list" when training starts.
+    """
+    net = build_part(kind, spec.as_dict())
+    if not isinstance(net, nn.Module) or not any(p.requires_grad for p in net.parameters()):
+        raise ImtransError(
+            f"{kind} '{spec.name}' has no trainable parameters, so it cannot be trained as the scheme's {kind} "
+            f"(is a loss or another kind of part registered as a {kind}?); choose a {kind} from "
+            f"`imtrans list {kind}`, or register that part with the hook of its own kind")
+    return net
 
 
 class Scheme(nn.Module):
