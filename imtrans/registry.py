@@ -23,7 +23,7 @@ import inspect
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Annotated, Any, Callable, Iterable
 
 import pydantic
 
@@ -95,8 +95,8 @@ def _params_model_from_signature(
             continue
         if pname in skip or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
-        ann = hints.get(pname, Any)
         default = ... if p.default is inspect.Parameter.empty else p.default
+        ann = hints.get(pname, _type_of_default(default))
         fields[pname] = (ann, default)
     model_name = "Params_" + re.sub(r"\W", "_", name)
     model = pydantic.create_model(  # type: ignore[call-overload]
@@ -105,6 +105,25 @@ def _params_model_from_signature(
         **fields,
     )
     return model, {k: v for k, v in problems.items() if k in fields}
+
+
+def _type_of_default(default: Any) -> Any:
+    """An unannotated parameter takes its default's kind: a number stays a number (``scale = "abc"``
+    is refused at ``imtrans check``), a flag a flag; anything else is accepted as it comes."""
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return _Number
+    return Any
+
+
+def _a_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("should be a number, like its default")
+    return value  # an int stays an int: the part decides what it does with it
+
+
+_Number = Annotated[Any, pydantic.AfterValidator(_a_number)]
 
 
 @dataclass

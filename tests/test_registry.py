@@ -79,6 +79,23 @@ def test_bad_parameter_type_and_choice_checked_before_building():
     assert built == [1]
 
 
+def test_untyped_parameters_take_their_defaults_kind():
+    """``scale = "abc"`` for an unannotated ``scale=1.0`` used to pass check (issue #26 item 3)."""
+    got = []
+    reg = Registry("loss")
+
+    @reg.register("l", plugin="p")
+    def l(scale=1.0, n=3, flag=False, label="x", anything=None):
+        got.append((scale, n, flag, label, anything))
+
+    for bad in ({"scale": "abc"}, {"n": [3]}, {"scale": True}):
+        with pytest.raises(PartParamsError, match=f"parameter '{next(iter(bad))}'.*should be a number"):
+            reg.build("l", **bad)
+    assert got == []
+    reg.build("l", scale=2, n=4.5, label=7, anything={"k": 1})  # numbers stay as given; the rest as it comes
+    assert got == [(2, 4.5, False, 7, {"k": 1})] and isinstance(got[0][0], int)
+
+
 def test_context_arguments_are_not_parameters():
     reg = Registry("domain", context=("split",))
 
