@@ -220,3 +220,24 @@ def test_the_constants_features_keeps_are_the_networks():
     from imtrans.eval import features, inception
 
     assert (features.INPUT_SIZE, features.POOL_DIM) == (inception.INPUT_SIZE, inception.POOL_DIM)
+
+
+def test_an_extractor_returning_other_than_its_declared_dim_is_refused():
+    """A plugin extractor declaring dim = 100 and returning 48 features had its FID labelled dim 100
+    (issue #26 item 3)."""
+    from imtrans.eval.features import FeatureExtractor, extract_features
+
+    class Liar(FeatureExtractor):
+        dim = 100
+
+        def preprocess(self, image):
+            return image.float()[:, :8, :8] / 255
+
+        def features(self, x):
+            return x.flatten(1)[:, :48]
+
+    imgs = [torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8) for _ in range(3)]
+    with pytest.raises(ImtransError, match=r"declares dim = 100 but returned features of shape \(2, 48\)"):
+        extract_features(imgs, Liar("random-init", "none"), batch_size=2)
+    Liar.dim = 48
+    assert extract_features(imgs, Liar("random-init", "none"), batch_size=2).shape == (3, 48)

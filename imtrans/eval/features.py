@@ -179,7 +179,13 @@ def extract_features(
 
     def flush() -> None:
         x = torch.stack(batch).to(device)
-        out.append(extractor(x).cpu().double().numpy())
+        f = extractor(x)
+        if f.dim() != 2 or f.shape[1] != extractor.dim:
+            # the FID would be labelled with the declared dimension while computed from another
+            raise ImtransError(
+                f"feature extractor '{extractor.name}' declares dim = {extractor.dim} but returned features of "
+                f"shape {tuple(f.shape)} for a batch of {len(batch)}; set its dim to what features() returns")
+        out.append(f.cpu().double().numpy())
         batch.clear()
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
