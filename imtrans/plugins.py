@@ -140,6 +140,25 @@ def _new_manager() -> pluggy.PluginManager:
     return pm
 
 
+def _validation_message(module: Any, err: pluggy.PluginValidationError) -> str:
+    """pluggy's several-line complaint as one sentence: which hook takes which wrong argument names."""
+    import inspect
+
+    spec_pm = _new_manager()
+    for name in HOOKS:
+        fn = getattr(module, name, None)
+        caller = getattr(spec_pm.hook, name, None)
+        if not callable(fn) or caller is None or caller.spec is None:
+            continue
+        got = [a for a in inspect.signature(fn).parameters if a != "self"]
+        want = list(caller.spec.argnames)
+        unknown = [a for a in got if a not in want]
+        if unknown:
+            return (f"its hook '{name}' takes ({', '.join(got)}) but imtrans calls it with ({', '.join(want)}); "
+                    f"rename {', '.join(repr(a) for a in unknown)} to match")
+    return " ".join(str(err).split())  # another validation problem: pluggy's text, on one line
+
+
 def _hook_warnings(pm: pluggy.PluginManager, module: Any) -> list[str]:
     """Misspelled hooks (pluggy's ``check_pending``) and hook functions missing ``@hookimpl``."""
     out = []
@@ -199,7 +218,7 @@ def _load_one(loaded: _Loaded, regs: dict[str, registry.Registry], info: PluginI
     try:
         pm, scratch = _register_parts(info, module, loaded.kinds)
     except pluggy.PluginValidationError as e:
-        return _fail(info, f"invalid plugin: {e}")
+        return _fail(info, f"invalid plugin: {_validation_message(module, e)}")
     except Exception as e:  # noqa: BLE001
         return _fail(info, f"{type(e).__name__} in a register hook: {e}")
     try:

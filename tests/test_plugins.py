@@ -106,6 +106,27 @@ def test_duplicate_name_names_both_plugins(tmp_path, fresh_plugins):
     assert "generator 'resnet'" in err and "'builtin'" in err and "'dupe'" in err
 
 
+WRONG_ARGUMENT = """
+from imtrans import hookimpl
+
+
+@hookimpl
+def register_losses(reg):
+    pass
+"""
+
+
+def test_a_wrong_hook_argument_name_is_one_sentence(tmp_path, fresh_plugins):
+    """pluggy says it in three lines ("hookimpl definition: ... can not be found in the hookspec")."""
+    make_dist_plugin(tmp_path, "imtrans-wrongarg", "wrongarg_mod", WRONG_ARGUMENT, ep_name="wrongarg")
+    sys.path.insert(0, str(tmp_path))
+    with pytest.warns(fresh_plugins.PluginWarning):
+        infos = {i.name: i for i in fresh_plugins.load_plugins(reload=True)}
+    err = infos["wrongarg"].error
+    assert err == ("invalid plugin: its hook 'register_losses' takes (reg) but imtrans calls it with (register); "
+                   "rename 'reg' to match")
+
+
 def test_disable_by_env_and_option(tmp_path):
     make_dist_plugin(tmp_path, "imtrans-charb", "imtrans_charb3", GOOD, ep_name="charb")
     env = {"PYTHONPATH": str(tmp_path), "IMTRANS_DISABLE_PLUGINS": "charb"}
