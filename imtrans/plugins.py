@@ -144,14 +144,12 @@ def _validation_message(module: Any, err: pluggy.PluginValidationError) -> str:
     """pluggy's several-line complaint as one sentence: which hook takes which wrong argument names."""
     import inspect
 
-    spec_pm = _new_manager()
     for name in HOOKS:
-        fn = getattr(module, name, None)
-        caller = getattr(spec_pm.hook, name, None)
-        if not callable(fn) or caller is None or caller.spec is None:
+        fn, spec = getattr(module, name, None), getattr(hookspecs, name, None)
+        if not callable(fn) or spec is None:
             continue
         got = [a for a in inspect.signature(fn).parameters if a != "self"]
-        want = list(caller.spec.argnames)
+        want = list(inspect.signature(spec).parameters)
         unknown = [a for a in got if a not in want]
         if unknown:
             return (f"its hook '{name}' takes ({', '.join(got)}) but imtrans calls it with ({', '.join(want)}); "

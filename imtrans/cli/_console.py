@@ -6,6 +6,8 @@ import sys
 from rich.console import Console
 from rich.markup import escape
 
+_PIPE_WIDTH = 1000
+
 
 def _stdout_console() -> Console:
     # Piped or redirected, rich would fold tables at 80 columns and cut names with an ellipsis
@@ -16,7 +18,6 @@ def _stdout_console() -> Console:
     return Console()
 
 
-_PIPE_WIDTH = 1000
 console = _stdout_console()
 err_console = Console(stderr=True)
 
