@@ -1,4 +1,4 @@
-"""`imtrans translate` (folders of images) and `imtrans export` (ONNX / torch.export)."""
+"""`imtrans translate` (folders of images) and `imtrans export` (ONNX / torch.export / a zoo generator file)."""
 
 from __future__ import annotations
 
@@ -138,21 +138,40 @@ def _summary(report, title: str) -> None:
         console.print(fails)
 
 
+#: output suffix -> format, when --format is left out
+_SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".safetensors": "safetensors"}
+
+
 @app.command("export")
 def export(
     model: str = typer.Argument(..., help="Run directory, checkpoint directory, .safetensors file, pretrained model name or hf-hub:owner/name[@revision]."),
-    format: str = typer.Option(..., "--format", "-f", help="onnx, or pt2 (a torch.export program)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx or .pt2)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.onnx, .pt2 or .safetensors)."),
+    format: Optional[str] = typer.Option(
+        None, "--format", "-f",
+        help="onnx, pt2 (a torch.export program) or safetensors (the generator file a zoo entry points at); "
+             "default: from the output's suffix."),
     direction: str = typer.Option("a2b", "--direction", "-d", help="a2b or b2a."),
     size: int = typer.Option(64, "--size", help="Example size in px (the exported axes stay dynamic)."),
 ) -> None:
-    """Export a generator with dynamic height/width and check it against eager PyTorch."""
+    """Export a generator: ONNX or .pt2 with dynamic height/width (checked against eager PyTorch), or an
+    imtrans generator .safetensors file for the model zoo (prints its sha256 and a Pretrained entry)."""
+    from imtrans.errors import ImtransError
+    from imtrans.zoo import resolve_model
+
+    format = format or _SUFFIX_FORMATS.get(out.suffix.lower())
+    if format is None:
+        raise ImtransError(f"-o {out} does not say the format; give --format onnx, pt2 or safetensors, or an output "
+                           "ending in .onnx, .pt2 or .safetensors")
+    if format not in ("torchscript", *_SUFFIX_FORMATS.values()):  # (torchscript: export_model says what replaced it)
+        raise ImtransError(f"--format '{format}' is not one of onnx, pt2, safetensors")
+    path = resolve_model(model, direction=direction)
+    if format == "safetensors":
+        _export_generator_file(model, path, out, direction)
+        return
     from imtrans.build import load_generator
     from imtrans.translate.export import export_model
 
-    from imtrans.zoo import resolve_model
-
-    net = load_generator(resolve_model(model, direction=direction), direction)
+    net = load_generator(path, direction)
     res = export_model(net, out, format, size=size)
     h, w = res.check_size
     console.print(
@@ -162,3 +181,15 @@ def export(
     m = getattr(net, "size_multiple", 1)
     console.print(f"input: float32 [B, {getattr(net, 'in_channels', 3)}, H, W] in [-1, 1], H and W multiples of {m}",
                   highlight=False, soft_wrap=True)
+
+
+def _export_generator_file(model: str, path, out: Path, direction: str) -> None:
+    """``export -o model.safetensors``: the generator file, its sha256 and the zoo entry that publishes it."""
+    from imtrans.zoo import genfile
+
+    w = genfile.write_generator(path, out, direction)
+    spec = w.meta["nets"][genfile.NET]["spec"]
+    typer.echo(f"exported generator {spec['name']} ({direction}) of {model} to {w.path} ({w.bytes} bytes)")
+    typer.echo(f"sha256: {w.sha256}")
+    typer.echo("zoo entry (in your plugin's register_pretrained hook; see docs/pretrained.md):")
+    typer.echo(genfile.entry_snippet(out.stem, w))

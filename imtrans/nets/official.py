@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from imtrans.errors import ImtransError
-from imtrans.registry import record_of
+from imtrans.registry import part_origin, record_of
 from imtrans.statedict import check_keys, read_pth
 
 # part name -> (kind, [(official key prefix, imtrans key prefix), ...]).
@@ -223,7 +223,9 @@ def _converted(
     name = name or ("G" if kind == "generator" else "D")
     rec = record_of(net)
     spec = rec.spec if rec is not None else {"name": part, **params}
-    meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec}}, "source": Path(pth).name}
+    # the origin of the part, as a run's checkpoint records it (builtin parts: imtrans itself)
+    origin = dict(rec.origin) if rec is not None else part_origin(kind, part)
+    meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec, "origin": origin}}, "source": Path(pth).name}
     if kind == "generator":
         meta["translators"] = {"a2b": name}
     return name, sd, meta

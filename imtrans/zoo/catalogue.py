@@ -15,6 +15,15 @@ its own::
             architecture={"name": "resnet", "n_blocks": 9},
             source="day", target="dusk", sha256="..."))
 
+An entry may also point at an imtrans generator file (``.safetensors``, as
+``imtrans export RUN -o model.safetensors`` writes it): the file carries its
+architecture and the plugin origin of its parts, so ``architecture`` may be
+left out (given, it must match the file)::
+
+        register("my_glow", Pretrained(
+            urls=("https://example.org/models/glow.safetensors",),
+            source="day", target="glow", sha256="..."))
+
 The built-in entries are the two official lists of pytorch-CycleGAN-and-pix2pix:
 ``scripts/download_cyclegan_model.sh`` (ResNet generators with 9 blocks) and
 ``scripts/download_pix2pix_model.sh`` (U-Net 256 generators).  Names in both
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -53,15 +63,23 @@ UNET_256: dict[str, Any] = {"name": "unet", "ngf": 64, "num_downs": 8, "norm": "
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+#: what an entry's file is: an official state dict (``.pth``) or an imtrans generator file (``.safetensors``)
+FORMATS = ("official", "imtrans")
+
+
 @dataclass(frozen=True)
 class Pretrained:
-    """A published translator: where its official ``.pth`` lives and the network it fits.
+    """A published translator: where its weights file lives and the network it fits.
 
-    ``urls``: where the official weights file can be downloaded, tried in order
+    ``urls``: where the weights file can be downloaded, tried in order
     (``IMTRANS_PRETRAINED_MIRROR`` replaces the scheme and host of each);
+    ``format``: ``"official"`` (an official ``.pth`` state dict, converted once)
+    or ``"imtrans"`` (an imtrans generator ``.safetensors`` file, used as it is);
+    left out, a first URL ending in ``.safetensors`` means ``"imtrans"``;
     ``architecture``: the part spec ``{"name": part, **params}`` the file was
-    trained with (its layout must be importable: see
-    :data:`imtrans.nets.official.OFFICIAL_LAYOUTS`); ``source``/``target``:
+    trained with (official: required, and its layout must be importable, see
+    :data:`imtrans.nets.official.OFFICIAL_LAYOUTS`; imtrans: optional, the file
+    carries it, and given it must match the file); ``source``/``target``:
     what it translates from and to (the direction); ``scheme``: the method that
     trained it; ``dataset``: its training data; ``paper`` and ``licence``: what
     to cite and the terms to check; ``sha256``: the official file's checksum
@@ -73,9 +91,9 @@ class Pretrained:
     """
 
     urls: tuple[str, ...]
-    architecture: dict[str, Any]
-    source: str
-    target: str
+    architecture: dict[str, Any] | None = None
+    source: str = ""
+    target: str = ""
     scheme: str = "cyclegan"
     dataset: str = ""
     paper: str = ""
@@ -83,15 +101,29 @@ class Pretrained:
     sha256: str | None = None
     reverse: str | None = None
     kind: Literal["generator"] = "generator"
+    format: Literal["official", "imtrans"] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.urls, str):  # a single URL is a common slip; accept it
             object.__setattr__(self, "urls", (self.urls,))
         if not self.urls or not all(isinstance(u, str) and u.startswith(("http://", "https://")) for u in self.urls):
             raise ImtransError(f"a Pretrained entry needs urls starting with http:// or https://; got {self.urls!r}")
-        if not isinstance(self.architecture.get("name"), str):
+        if self.format is None:  # inferred from the file name, so an entry rarely needs to say it
+            path = urllib.parse.urlsplit(self.urls[0]).path
+            object.__setattr__(self, "format", "imtrans" if path.endswith(".safetensors") else "official")
+        if self.format not in FORMATS:
+            raise ImtransError(f"a Pretrained entry's format must be one of {', '.join(FORMATS)}; got {self.format!r}")
+        arch = self.architecture
+        if not (arch is None and self.format == "imtrans") and not (
+                isinstance(arch, dict) and isinstance(arch.get("name"), str)):
             raise ImtransError(
-                f"a Pretrained entry's architecture needs a part name, e.g. {{'name': 'resnet', ...}}; got {self.architecture!r}"
+                f"a Pretrained entry's architecture needs a part name, e.g. {{'name': 'resnet', ...}}; got {arch!r}"
+                + (" (only an imtrans .safetensors entry may leave it out)" if arch is None else "")
+            )
+        if not (isinstance(self.source, str) and self.source and isinstance(self.target, str) and self.target):
+            raise ImtransError(
+                f"a Pretrained entry needs source and target (what it translates from and to); got "
+                f"source={self.source!r}, target={self.target!r}"
             )
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
             raise ImtransError(f"a Pretrained entry's sha256 must be 64 hex digits; got {self.sha256!r}")
@@ -109,20 +141,30 @@ class Pretrained:
 
     @property
     def part(self) -> str:
-        return str(self.architecture["name"])
+        """The architecture's part name (``""`` for an imtrans entry that leaves it to its file)."""
+        return str(self.architecture["name"]) if self.architecture else ""
 
     @property
     def params(self) -> dict[str, Any]:
         """The architecture's parameters without its part name."""
-        return {k: v for k, v in self.architecture.items() if k != "name"}
+        return {k: v for k, v in (self.architecture or {}).items() if k != "name"}
 
     def describe_architecture(self) -> str:
         """``resnet(ngf=64, n_blocks=9, norm='instance', dropout=False)``."""
-        return f"{self.part}(" + ", ".join(f"{k}={v!r}" for k, v in self.params.items()) + ")"
+        if not self.architecture:
+            return "(as its .safetensors file says)"
+        return describe_spec(self.architecture)
 
     def weights_bytes(self) -> int | None:
         """Bytes of the float32 weights this architecture holds (the download is about this size)."""
+        if not self.architecture:
+            return None
         return _weights_bytes(json.dumps(self.architecture, sort_keys=True))
+
+
+def describe_spec(spec: dict[str, Any]) -> str:
+    """A part spec as ``resnet(ngf=64, n_blocks=9)``."""
+    return f"{spec['name']}(" + ", ".join(f"{k}={v!r}" for k, v in spec.items() if k != "name") + ")"
 
 
 _SCHEME_TITLES = {"cyclegan": "CycleGAN", "pix2pix": "pix2pix"}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from imtrans.errors import ImtransError
-from imtrans.zoo import fetch
+from imtrans.zoo import fetch, genfile
 from imtrans.zoo.catalogue import FREE_PARAMS, Pretrained, check_name
 from imtrans.zoo.convert import RefusedFileError, check_importable, convert
 
@@ -143,53 +143,92 @@ def _download(
     )
 
 
+def _source(name: str, entry: Pretrained, src: Path, expected: str | None, progress: bool,
+            timeout: float) -> tuple[str, str]:
+    """The published file at ``src``, placed by hand (checked) or downloaded; returns ``(url, sha256)``."""
+    if not src.is_file():
+        return _download(name, entry, src, expected, progress, timeout)
+    digest = fetch.sha256_file(src)
+    if expected and digest != expected.lower():
+        src.unlink()
+        raise fetch.ChecksumError(
+            f"{src} has sha256 {digest} but {expected.lower()} was expected for pretrained '{name}'; "
+            "it was removed: run again to download it, or place the published file there"
+        )
+    return fetch.mirrored(entry.urls[0]), digest
+
+
 def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
-    """The path of ``name``'s converted weights, downloading and converting them first if needed.
+    """The path of ``name``'s weights, downloading (and, for an official ``.pth``, converting) them first if needed.
 
     Safe to call from several processes at once (one downloads, the others
     wait and then find it cached).  Raises :class:`ImtransError` for an
     unknown name, an architecture that cannot be imported, a failed download
     (naming the URL and how to place the file by hand) and a refused file.
+    An entry of format ``imtrans`` (a generator ``.safetensors`` file) is
+    checked (:func:`imtrans.zoo.genfile.accept`) and cached as it is.
     """
+    from imtrans.atomic import atomic_write_bytes
+    from imtrans.registry import part_origin
+
     entry = get(name)
     weights = weights_path(name)
     if weights.is_file() and read_record(name):  # the common case, without taking the lock
         _verify_cached(name, weights)
         return weights
-    check_importable(name, entry)
+    official = entry.format == "official"
+    if official:
+        check_importable(name, entry)
     folder = model_dir(name)
     with fetch.DownloadLock(folder):
         if weights.is_file():  # another process finished it while we waited
             _verify_cached(name, weights)
             return weights
-        record = read_record(name)
-        expected = entry.sha256 or record.get("source_sha256")
-        pth = folder / f"{name}.pth"
-        url = fetch.mirrored(entry.urls[0])
-        if pth.is_file():  # placed by hand, or left by an interrupted conversion
-            digest = fetch.sha256_file(pth)
-            if expected and digest != expected.lower():
-                pth.unlink()
-                raise fetch.ChecksumError(
-                    f"{pth} has sha256 {digest} but {expected.lower()} was expected for pretrained '{name}'; "
-                    "it was removed: run again to download it, or place the published file there"
-                )
-        else:
-            url, digest = _download(name, entry, pth, expected, progress, timeout)
+        expected = entry.sha256 or read_record(name).get("source_sha256")
+        src = folder / (f"{name}.pth" if official else f"{name}.safetensors")
+        url, digest = _source(name, entry, src, expected, progress, timeout)
         try:
-            data = convert(name, entry, pth, url)
+            data = convert(name, entry, src, url) if official else None
+            if not official:
+                genfile.accept(name, entry, src, url)
         except RefusedFileError:
-            pth.unlink(missing_ok=True)
+            src.unlink(missing_ok=True)
             raise
-        from imtrans.atomic import atomic_write_bytes
-
-        # The record goes first: weights on disk always have the checksum they must match.
-        _write_record(name, {"name": name, "url": url, "source_sha256": digest,
-                             "weights_sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
-        atomic_write_bytes(weights, data)
-        pth.unlink(missing_ok=True)
-        log.info("pretrained %s converted into %s", name, weights)
+        # The record goes first: weights on disk always have the checksum they must match.  It also keeps
+        # who registered the name, for the `pip install` hint once that plugin is gone.
+        _write_record(name, {"name": name, "url": url, "format": entry.format, "source_sha256": digest,
+                             "weights_sha256": hashlib.sha256(data).hexdigest() if official else digest,
+                             "bytes": len(data) if official else src.stat().st_size,
+                             "origin": part_origin("pretrained", name)})
+        if official:
+            atomic_write_bytes(weights, data)
+            src.unlink(missing_ok=True)
+        else:
+            os.replace(src, weights)  # used as published: its sha256 is the one just checked
+        log.info("pretrained %s cached in %s", name, weights)
     return weights
+
+
+def _unregistered(name: str) -> str:
+    """For a name no plugin registers but the cache remembers: the ``pip install`` that brings it back ("" if none)."""
+    rec = read_record(name)
+    origin = rec.get("origin") if isinstance(rec.get("origin"), dict) else {}
+    dist, version = str(origin.get("dist") or ""), str(origin.get("version") or "")
+    pins = [f"{dist}=={version}" if version else dist] if dist and dist != "imtrans" else []
+    weights = weights_path(name)
+    if weights.is_file():
+        from imtrans.engine.checkpoint import CheckpointError, read_meta
+
+        try:
+            pins += genfile.missing_pins(read_meta(weights))
+        except CheckpointError:
+            pass  # an unreadable cached file names nothing more
+    pins = list(dict.fromkeys(pins))
+    if not pins:
+        return ""
+    who = f"the plugin distribution '{dist}' {version}" if dist and dist != "imtrans" else "a plugin"
+    return (f"pretrained '{name}' (cached in {model_dir(name)}) comes from {who}, which is not installed here "
+            f"(or failed to load: see `imtrans plugins`); install it with `pip install {' '.join(pins)}`")
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -222,9 +261,15 @@ def resolve_model(model: str | os.PathLike, *, direction: str = "a2b", progress:
                 f"pretrained '{text}' translates one way only ({entry.source} -> {entry.target}, direction a2b); "
                 f"for direction '{direction}' {other}"
             )
-        return ensure(text, progress=progress)
+        path = ensure(text, progress=progress)
+        genfile.check_parts(text, path)  # a plugin's generator that is missing: its `pip install`
+        return path
     if _PLAIN.fullmatch(text) and not Path(text).suffix:
         from imtrans.suggest import suggest
+
+        hint = _unregistered(text)
+        if hint:
+            raise ImtransError(hint)
 
         close = suggest(text, names())
         hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
@@ -251,21 +296,27 @@ def init_from_pretrained(net: Any, name: str, part: str, params: dict[str, Any])
 
     if hub.is_hub_id(name):
         return hub.init_from_hub(net, name, part, params)
-    from imtrans.engine.checkpoint import load_into, load_weights
-
+    from imtrans.engine.checkpoint import load_into, load_weights, read_meta
     from imtrans.registry import get_registry
+    from imtrans.zoo.catalogue import describe_spec
 
     entry = get(name)
+    path = ensure(name) if not entry.architecture else None  # an imtrans entry may leave its architecture to the file
+    meta = read_meta(path) if path is not None else {}
+    spec = meta["nets"][genfile.translating_net(meta, str(path))]["spec"] if path is not None else entry.architecture
+    spec_part = str(spec["name"])
     reg = get_registry("generator")
     # compare with the entry's full architecture: the parameters it leaves out are the part's defaults
-    full = {**(reg.get(entry.part).defaults() if entry.part in reg else {}), **entry.params}
+    full = {**(reg.get(spec_part).defaults() if spec_part in reg else {}), **spec}
+    full.pop("name", None)
     wrong = [k for k, v in full.items() if k not in _FREE and k in params and params[k] != v]
-    if entry.part != part or wrong:
-        what = f"'{part}'" if entry.part != part else f"{wrong[0]}={params[wrong[0]]!r}"
-        fix = f"{wrong[0]}={full[wrong[0]]!r}" if wrong and entry.part == part else f"the part '{entry.part}'"
+    if spec_part != part or wrong:
+        what = f"'{part}'" if spec_part != part else f"{wrong[0]}={params[wrong[0]]!r}"
+        fix = f"{wrong[0]}={full[wrong[0]]!r}" if wrong and spec_part == part else f"the part '{spec_part}'"
         raise ImtransError(
-            f"generator parameter pretrained='{name}' needs a {entry.describe_architecture()} network but this "
+            f"generator parameter pretrained='{name}' needs a {describe_spec(spec)} network but this "
             f"generator has {what}; use {fix}, or leave out pretrained"
         )
-    path = ensure(name)
-    load_into(net, load_weights(path, "G"), f"pretrained '{name}' ({path})")
+    path = path or ensure(name)
+    meta = meta or read_meta(path)
+    load_into(net, load_weights(path, genfile.translating_net(meta, str(path))), f"pretrained '{name}' ({path})")
