@@ -48,6 +48,7 @@ from typing import Any, Literal, Optional
 import torch
 from torch import nn
 
+from imtrans._version import __version__
 from imtrans.errors import ImtransError
 from imtrans.registry import part_origin, record_of
 from imtrans.statedict import check_keys, read_pth
@@ -223,8 +224,9 @@ def _converted(
     name = name or ("G" if kind == "generator" else "D")
     rec = record_of(net)
     spec = rec.spec if rec is not None else {"name": part, **params}
-    # the origin of the part, as a run's checkpoint records it (builtin parts: imtrans itself)
-    origin = dict(rec.origin) if rec is not None else part_origin(kind, part)
+    # the origin of the part, as a run's checkpoint records it: official layouts are imtrans's own parts
+    # (the private registry of _build records none, and the plugins may not be loaded here)
+    origin = part_origin(kind, part) or {"plugin": "builtin", "dist": "imtrans", "version": __version__}
     meta: dict[str, Any] = {"nets": {name: {"kind": kind, "spec": spec, "origin": origin}}, "source": Path(pth).name}
     if kind == "generator":
         meta["translators"] = {"a2b": name}
