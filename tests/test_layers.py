@@ -39,11 +39,12 @@ LAYERS: list[tuple[str, list[str]]] = [
     # builds networks and loads weights into them: fine-tuning from the zoo, rebuilding from a
     # checkpoint, importing official weights (and the zoo's download + convert behind them)
     ("build", ["imtrans.build", "imtrans.nets.official", "imtrans.zoo", "imtrans.zoo.store", "imtrans.zoo.convert",
-               "imtrans.zoo.hub"]),
+               "imtrans.zoo.hub", "imtrans.zoo.genfile"]),
     ("methods", ["imtrans.schemes", "imtrans.schemes.*", "imtrans.translate", "imtrans.translate.*"]),
-    # zoo.push stages a run for the Hub (its samples, metrics and model card)
+    # zoo.push stages a run for the Hub (its samples, metrics and model card); zoo.publish writes a run's
+    # generator file for a zoo entry
     ("applications", ["imtrans.engine.*", "imtrans.eval", "imtrans.eval.*", "imtrans.demo", "imtrans.demo.*",
-                      "imtrans.check", "imtrans.zoo.push", "imtrans.zoo.card"]),
+                      "imtrans.check", "imtrans.zoo.push", "imtrans.zoo.card", "imtrans.zoo.publish"]),
     ("entry points", ["imtrans", "imtrans.__main__", "imtrans.cli", "imtrans.cli.*", "imtrans.plugins",
                       "imtrans.builtin"]),
 ]

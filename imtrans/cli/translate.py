@@ -185,11 +185,11 @@ def export(
 
 def _export_generator_file(model: str, path, out: Path, direction: str) -> None:
     """``export -o model.safetensors``: the generator file, its sha256 and the zoo entry that publishes it."""
-    from imtrans.zoo import genfile
+    from imtrans.zoo import publish
 
-    w = genfile.write_generator(path, out, direction)
-    spec = w.meta["nets"][genfile.NET]["spec"]
+    w = publish.write_generator(path, out, direction)
+    spec = w.meta["nets"][publish.NET]["spec"]
     typer.echo(f"exported generator {spec['name']} ({direction}) of {model} to {w.path} ({w.bytes} bytes)")
     typer.echo(f"sha256: {w.sha256}")
     typer.echo("zoo entry (in your plugin's register_pretrained hook; see docs/pretrained.md):")
-    typer.echo(genfile.entry_snippet(out.stem, w))
+    typer.echo(publish.entry_snippet(out.stem, w))

@@ -4,6 +4,8 @@
   the built-in ones are the official CycleGAN and pix2pix lists;
 * :mod:`imtrans.zoo.fetch`: cache folder, ``IMTRANS_PRETRAINED_MIRROR``, resumable download, lock;
 * :mod:`imtrans.zoo.convert`: official ``.pth`` -> safetensors with checkpoint metadata;
+* :mod:`imtrans.zoo.genfile`: entries that point at an imtrans generator ``.safetensors`` file (checked, used as is);
+* :mod:`imtrans.zoo.publish`: a run's generator file and its entry (``imtrans export RUN -o model.safetensors``);
 * :mod:`imtrans.zoo.store`: :func:`ensure` (download on first use) and :func:`resolve_model`,
   which lets a zoo name stand wherever a run directory or checkpoint is accepted.
 

@@ -1,4 +1,4 @@
-"""imtrans generator files in the zoo: written from a run, checked when a zoo entry downloads one.
+"""imtrans generator files in the zoo: what one holds, and its checks when a zoo entry downloads one.
 
 A generator file is a weights file in the checkpoint's own format
 (:func:`imtrans.engine.checkpoint.weights_bytes`) holding one network, ``G``,
@@ -9,40 +9,25 @@ so it rebuilds without the recipe and a missing plugin is named with its
 origins of the recipe's parts, and ``exported`` (the run's direction and
 network name it came from).
 
-* :func:`write_generator`: what ``imtrans export RUN -o model.safetensors`` runs;
-* :func:`entry_snippet`: the ``Pretrained(...)`` entry that publishes such a file;
+:mod:`imtrans.zoo.publish` writes one from a run (``imtrans export RUN -o model.safetensors``).
+
+* :func:`translating_net`: which network of a file translates a direction;
 * :func:`accept`: checks a file downloaded for a ``Pretrained`` entry of format
   ``imtrans`` (readable metadata, a translating generator, the entry's architecture);
-* :func:`missing_pins`: the ``pip install`` pins of the parts a file needs and this
-  environment lacks.
+* :func:`missing_pins` / :func:`check_parts`: the ``pip install`` of the plugin parts a
+  file needs and this environment lacks.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imtrans.errors import ImtransError
 from imtrans.zoo.catalogue import Pretrained, describe_spec
 from imtrans.zoo.convert import RefusedFileError
 
 #: the network name inside a generator file (what the zoo's converted official files use too)
 NET = "G"
-#: checkpoint metadata carried over into a generator file (optimiser state and discriminators stay behind)
-_KEEP = ("scheme", "step", "epoch", "test_mode", "recipe", "parts")
-
-
-@dataclass
-class Written:
-    """A generator file written by :func:`write_generator`: where, its sha256, size and metadata."""
-
-    path: Path
-    sha256: str
-    bytes: int
-    meta: dict[str, Any]
 
 
 def translating_net(meta: dict[str, Any], where: str, direction: str = "a2b") -> str:
@@ -65,47 +50,6 @@ def translating_net(meta: dict[str, Any], where: str, direction: str = "a2b") ->
         raise CheckpointError(f"{where} holds no rebuildable generator translating {direction} "
                               f"(networks: {', '.join(nets) or 'none'}); it is not an imtrans generator file")
     return str(name)
-
-
-def generator_bytes(model: str | os.PathLike, direction: str = "a2b") -> tuple[bytes, dict[str, Any]]:
-    """The bytes and metadata of the generator file of ``model``'s ``direction`` (a run, checkpoint or file)."""
-    from imtrans.build import load_generator
-    from imtrans.engine.checkpoint import load_weights, read_meta, resolve_checkpoint, weights_bytes
-
-    ckpt = resolve_checkpoint(model)
-    meta = read_meta(ckpt)
-    net = translating_net(meta, str(model), direction)
-    load_generator(ckpt, direction)  # it must rebuild and load here, or the published file would not either
-    out = {k: meta[k] for k in _KEEP if k in meta}
-    out.update(nets={NET: meta["nets"][net]}, translators={"a2b": NET}, exported={"direction": direction, "net": net})
-    return weights_bytes({NET: load_weights(ckpt, net)}, out), out
-
-
-def write_generator(model: str | os.PathLike, out: str | os.PathLike, direction: str = "a2b") -> Written:
-    """Write ``model``'s ``direction`` generator to ``out`` atomically (see the module docstring)."""
-    from imtrans.atomic import atomic_write_bytes
-
-    data, meta = generator_bytes(model, direction)
-    atomic_write_bytes(Path(out), data)
-    return Written(Path(out), hashlib.sha256(data).hexdigest(), len(data), meta)
-
-
-def entry_snippet(name: str, written: Written) -> str:
-    """A ``register(...)`` call publishing ``written`` as zoo model ``name`` (its URL, source and target to fill in)."""
-    from imtrans.zoo import card
-
-    info = written.meta["nets"][NET]
-    plugins = card.plugin_pins([info.get("origin")])
-    lines = [
-        f'register("{name}", Pretrained(',
-        f'    urls=("https://example.org/models/{written.path.name}",),  # where you publish the file',
-        '    source="A", target="B",  # what it translates from and to',
-    ]
-    if written.meta.get("scheme"):
-        lines.append(f'    scheme="{written.meta["scheme"]}",')
-    lines.append(f'    sha256="{written.sha256}",')
-    lines.append("))" + (f"  # translating it needs: pip install {' '.join(plugins)}" if plugins else ""))
-    return "\n".join(lines)
 
 
 def _refuse(name: str, url: str, why: str, fix: str) -> RefusedFileError:
