@@ -123,6 +123,8 @@ def test_translate_by_name_is_translating_the_run(run, tmp_path, capsys, server,
     img = Image.open(tmp_path / "in/x.png")
     assert load_translator("tiny_st", **FAST)(img).tobytes() == load_translator(run, **FAST)(img).tobytes()
     assert store.ensure("tiny_st_arch").is_file()  # a declared architecture that fits the file is accepted
+    code, out, _ = _cli(capsys, "pretrained", "info", "tiny_st")
+    assert code == 0 and re.search(r"resnet\(.*ngf=4.*n_blocks=1.*\) \(from the file\)", out) and sha in out
     with pytest.raises(ImtransError, match=r"translates one way only"):
         load_translator("tiny_st", direction="b2a", **FAST)
     # fine-tuning from it: the generator starts from the file's weights; another ngf is refused by name
@@ -155,6 +157,17 @@ def test_wrong_sha256_and_wrong_architecture_are_refused(run, tmp_path, capsys, 
     for name in ("tiny_badsum", "tiny_wrongarch", "tiny_notgen"):  # nothing refused stays in the cache
         assert not [p for p in (home / name).iterdir() if p.name != ".lock"] if (home / name).exists() else True
         assert not store.is_cached(name)
+
+
+def test_a_new_sha256_in_the_entry_replaces_the_cached_file(run, tmp_path, capsys, server, home, fresh_plugins):  # noqa: F811
+    """A plugin release that publishes a retrained model under the same name: the cache follows the entry."""
+    old = _export(capsys, run, tmp_path / "a2b.safetensors")
+    new = _export(capsys, run, tmp_path / "b2a.safetensors", "--direction", "b2a")
+    for sha, file in ((old, "a2b"), (new, "b2a")):
+        server["files"]["/models/m.safetensors"] = (tmp_path / f"{file}.safetensors").read_bytes()
+        _register(fresh_plugins, {"m": Pretrained(urls=(f"{FAR}/m.safetensors",), source="a", target="b", sha256=sha)})
+        assert store.ensure("m", progress=False).read_bytes() == (tmp_path / f"{file}.safetensors").read_bytes()
+    assert store.read_record("m")["source_sha256"] == new
 
 
 def test_an_entry_needs_architecture_unless_it_is_a_generator_file():

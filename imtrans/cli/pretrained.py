@@ -85,8 +85,10 @@ def info(name: str = typer.Argument(..., help="Zoo name.")) -> None:
         ("translates", f"{e.source} -> {e.target}" + (f" (the other way: {e.reverse})" if e.reverse else "")),
         ("scheme", e.scheme),
         ("data set", e.dataset or "?"),
-        ("architecture", e.describe_architecture()),
-        ("size", _size(e.weights_bytes())),
+        ("file", "imtrans generator .safetensors (used as published)" if e.format == "imtrans"
+         else "official .pth (converted once)"),
+        ("architecture", _architecture(name, e)),
+        ("size", _size(e.weights_bytes() or rec.get("bytes"))),
         ("urls", "\n".join(e.urls)),
         ("sha256", e.sha256 or (f"{rec['source_sha256']} (recorded at first download)" if rec.get("source_sha256")
                                 else "not published (recorded at first download)")),
@@ -97,6 +99,23 @@ def info(name: str = typer.Argument(..., help="Zoo name.")) -> None:
     ]
     for k, v in rows:
         console.print(f"[bold]{k:>12}[/]  {v}", highlight=False, soft_wrap=True)
+
+
+def _architecture(name: str, entry) -> str:
+    """The entry's architecture; for a generator-file entry that leaves it out, its cached file's (if any)."""
+    from imtrans import zoo
+
+    if entry.architecture or not zoo.is_cached(name):
+        return entry.describe_architecture()
+    from imtrans.engine.checkpoint import CheckpointError, read_meta
+    from imtrans.zoo.catalogue import describe_spec
+    from imtrans.zoo.genfile import translating_net
+
+    try:
+        meta = read_meta(zoo.weights_path(name))
+        return describe_spec(meta["nets"][translating_net(meta, name)]["spec"]) + " (from the file)"
+    except CheckpointError:
+        return entry.describe_architecture()
 
 
 @pretrained_app.command("path")

@@ -113,11 +113,17 @@ def missing_pins(meta: dict[str, Any]) -> list[str]:
 
 
 def check_parts(name: str, path: Path) -> None:
-    """Name the ``pip install`` for a zoo model whose generator's plugin is missing (a warning for another version)."""
+    """Name the ``pip install`` for a zoo model whose generator's plugin is missing.
+
+    Only the missing case: another installed version is warned about once, when the network is rebuilt
+    (:func:`imtrans.build.build_net_from_meta`).
+    """
     from imtrans.engine.checkpoint import read_meta
     from imtrans.provenance import check_origin
-    from imtrans.registry import KINDS
+    from imtrans.registry import KINDS, get_registry
 
     for info in (read_meta(path).get("nets") or {}).values():
         if isinstance(info, dict) and info.get("kind") in KINDS and isinstance(info.get("spec"), dict):
-            check_origin(info["kind"], str(info["spec"].get("name")), info.get("origin"), f"pretrained '{name}'")
+            part = str(info["spec"].get("name"))
+            if part not in get_registry(info["kind"]):
+                check_origin(info["kind"], part, info.get("origin"), f"pretrained '{name}'")

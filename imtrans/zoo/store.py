@@ -158,6 +158,21 @@ def _source(name: str, entry: Pretrained, src: Path, expected: str | None, progr
     return fetch.mirrored(entry.urls[0]), digest
 
 
+def _drop_if_replaced(name: str, entry: Pretrained) -> None:
+    """Forget a cached model whose entry now names another file (a new sha256): the next lines download it."""
+    def replaced() -> bool:
+        had = read_record(name).get("source_sha256")
+        return bool(entry.sha256 and had and had != entry.sha256.lower())
+
+    if not replaced():  # the common case, without taking the lock
+        return
+    with fetch.DownloadLock(model_dir(name)):
+        if replaced():  # (not already downloaded afresh by another process)
+            log.info("pretrained %s: its entry names another file (sha256 %s); downloading it", name, entry.sha256)
+            weights_path(name).unlink(missing_ok=True)
+            (model_dir(name) / RECORD).unlink(missing_ok=True)
+
+
 def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
     """The path of ``name``'s weights, downloading (and, for an official ``.pth``, converting) them first if needed.
 
@@ -173,6 +188,7 @@ def ensure(name: str, *, progress: bool = True, timeout: float = 60.0) -> Path:
 
     entry = get(name)
     weights = weights_path(name)
+    _drop_if_replaced(name, entry)
     if weights.is_file() and read_record(name):  # the common case, without taking the lock
         _verify_cached(name, weights)
         return weights
