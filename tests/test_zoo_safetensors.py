@@ -239,6 +239,8 @@ def test_a_missing_plugin_is_named_with_its_pip_install(tmp_path, capsys, server
         load_translator("glow_zoo", **FAST)
     code, _, err = _cli(capsys, "translate", "glow_zoo", str(tmp_path), "-o", str(tmp_path / "out"))
     assert code == 1 and "pip install imtrans-glowzoo==0.3" in err and "neither" not in err
+    code, _, err = _cli(capsys, "pretrained", "info", "glow_zoo")
+    assert code == 1 and "pip install imtrans-glowzoo==0.3" in err
     # the entry registered elsewhere (a model-only package) while the generator's plugin is missing
     _register(fresh_plugins, {"glow_elsewhere": Pretrained(urls=(f"{FAR}/glow.safetensors",), source="a", target="b")})
     with pytest.raises(ImtransError, match=r"pretrained 'glow_elsewhere' needs generator 'glow_resnet' from the plugin "

@@ -55,6 +55,9 @@ def get(name: str) -> Pretrained:
 
     reg = _catalogue()
     if name not in reg:
+        gone = _unregistered(name) if _PLAIN.fullmatch(name) else ""
+        if gone:  # a model cached here whose plugin went away
+            raise ImtransError(gone)
         close = suggest(name, reg.names())
         hint = ("; did you mean " + " or ".join(repr(c) for c in close) + "?") if close else ""
         raise ImtransError(f"unknown pretrained model '{name}'{hint} (see `imtrans pretrained list`)")
