@@ -87,10 +87,12 @@ def test_export_writes_one_generator_with_its_sha256_and_entry(run, tmp_path, ca
     assert meta["nets"]["G"]["origin"]["dist"] == "imtrans" and meta["exported"] == {"direction": "b2a", "net": "F"}
     got, want = ckpt.load_weights(tmp_path / "g.safetensors", "G"), ckpt.load_weights(run, "F")
     assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
-    out = capsys.readouterr().out
     code, out, _ = _cli(capsys, "export", str(run), "-o", str(tmp_path / "a.safetensors"))
     assert code == 0 and f'sha256="{hashlib.sha256((tmp_path / "a.safetensors").read_bytes()).hexdigest()}"' in out
-    assert 'register("a", Pretrained(' in out and 'scheme="cyclegan"' in out
+    got = {}  # the printed entry is Python to paste into a register_pretrained hook
+    exec(out[out.index('register("a"'):], {"register": got.__setitem__, "Pretrained": Pretrained})
+    assert got["a"].sha256 == hashlib.sha256((tmp_path / "a.safetensors").read_bytes()).hexdigest()
+    assert got["a"].format == "imtrans" and got["a"].scheme == "cyclegan"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically: no temp file left
 
 
@@ -178,13 +180,18 @@ def test_an_entry_needs_architecture_unless_it_is_a_generator_file():
     assert Pretrained(urls=("http://x.invalid/m.safetensors?dl=1",), source="a", target="b").format == "imtrans"
 
 
-def test_official_conversions_record_the_builtin_origin(server, home, fresh_plugins):  # noqa: F811
+def test_official_conversions_record_the_builtin_origin(server, home, fresh_plugins, tmp_path, capsys):  # noqa: F811
     server["files"]["/models/tiny_h2z.pth"] = official_bytes("resnet", {"ngf": 4, "n_blocks": 2})
     _register(fresh_plugins, {"tiny_off": Pretrained(urls=(f"{FAR}/tiny_h2z.pth",), architecture=TINY,
                                                      source="a", target="b")})
     meta = ckpt.read_meta(store.ensure("tiny_off", progress=False))
     assert meta["nets"]["G"]["origin"] == registry.part_origin("generator", "resnet")
     assert meta["nets"]["G"]["origin"]["dist"] == "imtrans"
+    # export takes a zoo name too: the official model becomes a generator file with the same weights
+    sha = _export(capsys, "tiny_off", tmp_path / "off.safetensors")
+    assert sha == hashlib.sha256((tmp_path / "off.safetensors").read_bytes()).hexdigest()
+    got, want = ckpt.load_weights(tmp_path / "off.safetensors", "G"), ckpt.load_weights(store.weights_path("tiny_off"), "G")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
 
 
 PLUG = '''
