@@ -31,7 +31,7 @@ NET = "G"
 
 
 def translating_net(meta: dict[str, Any], where: str, direction: str = "a2b") -> str:
-    """The name of the network of ``meta`` that translates in ``direction`` (as :func:`imtrans.build.load_generator` picks it)."""
+    """The network of ``meta`` that translates in ``direction``, as :func:`imtrans.build.load_generator` picks it."""
     from imtrans.engine.checkpoint import CheckpointError
 
     nets = meta.get("nets") or {}
