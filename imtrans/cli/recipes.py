@@ -16,7 +16,7 @@ from imtrans.cli._console import console
 def list_recipes(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (with each recipe's file location)."),
 ) -> None:
-    """List the recipes shipped by imtrans and installed plugins: `imtrans run imtrans:quickstart`, `extends = "imtrans:cyclegan_base"`."""
+    """List the recipes that imtrans and the installed plugins ship, as PACKAGE:NAME for run, check and extends."""
     from imtrans.recipe_refs import shipped_recipes
 
     rows = shipped_recipes()
