@@ -83,7 +83,7 @@ class FileSource:
         """The recipe that ``extends = parent`` in this file names (relative to this file)."""
         ref = parse_reference(parent)
         if ref is not None:
-            return package_source(*ref, text=parent)
+            return package_source(*ref, text=parent, within=self.label)
         ppath = self.path.parent / parent
         if not ppath.exists():
             raise RecipeError(f"{self.path}: extends = {parent!r} but {ppath} does not exist; "
@@ -126,7 +126,7 @@ class PackageSource:
         """``extends = parent``: a reference, an absolute path, or a recipe beside this one in the package."""
         ref = parse_reference(parent)
         if ref is not None:
-            return package_source(*ref, text=parent)
+            return package_source(*ref, text=parent, within=self.label)
         if Path(parent).is_absolute():
             return FileSource(Path(parent))
         rel = posixpath.normpath(posixpath.join(posixpath.dirname(self.name), parent.replace("\\", "/")))
@@ -150,9 +150,16 @@ def recipe_source(recipe: "str | Path | Source") -> Source:
     return FileSource(Path(recipe))
 
 
-def recipes_folder(package: str, text: str | None = None) -> Any:
+def _where(text: str | None, within: str | None) -> str:
+    """How an error names the reference: as a recipe argument, or as the ``extends`` of the recipe ``within``."""
+    if within:
+        return f"{within}: extends = {text!r}: "
+    return f"recipe {text!r}: " if text else ""
+
+
+def recipes_folder(package: str, text: str | None = None, within: str | None = None) -> Any:
     """The ``recipes`` folder (a Traversable) of an installed package; one-sentence errors otherwise."""
-    what = f"recipe {text!r}: " if text else ""
+    what = _where(text, within)
     if "-" in package:
         fixed = package.replace("-", "_")
         raise RecipeError(f"{what}{package!r} is a distribution name, not an importable package; "
@@ -190,14 +197,14 @@ def package_recipes(package: str) -> list[str]:
 
 def package_source(package: str, name: str, text: str | None = None, within: str | None = None) -> PackageSource:
     """The packaged recipe ``package:name``; an error naming what the package ships when it has no such recipe."""
-    folder = recipes_folder(package, text)
+    folder = recipes_folder(package, text, within)
     *dirs, last = name.split("/")
     resource = folder
     for part in (*dirs, f"{last}.toml"):
         resource = resource / part
     if not resource.is_file():
         shipped = package_recipes(package)
-        where = f"{within}: extends = {text!r}: " if within else (f"recipe {text!r}: " if text else "")
+        where = _where(text, within)
         hint = did_you_mean(name, shipped) or "; `imtrans recipes` lists every installed recipe"
         raise RecipeError(f"{where}the package {package!r} ships no recipe {name!r} "
                           f"(it ships {', '.join(shipped) or 'none'}){hint}")

@@ -158,7 +158,11 @@ def test_reference_errors_are_one_sentence(ref, pattern):
 def test_an_extends_naming_a_missing_packaged_recipe(tmp_path):
     child = tmp_path / "c.toml"
     child.write_text('extends = "imtrans:cyclegan_bas"\n')
-    with pytest.raises(RecipeError, match=r"^recipe 'imtrans:cyclegan_bas': .* did you mean 'cyclegan_base'"):
+    with pytest.raises(RecipeError, match=r"c.toml: extends = 'imtrans:cyclegan_bas': the package 'imtrans' ships no "
+                                          r"recipe 'cyclegan_bas' .* did you mean 'cyclegan_base'"):
+        load_recipe(child)
+    child.write_text('extends = "imtrnas:cyclegan_base"\n')
+    with pytest.raises(RecipeError, match=r"c.toml: extends = 'imtrnas:cyclegan_base': no package 'imtrnas' is installed"):
         load_recipe(child)
 
 
