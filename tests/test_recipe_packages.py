@@ -238,18 +238,26 @@ def test_run_a_packaged_recipe_records_where_it_came_from(tmp_path):
     assert Path(first.split(" = ", 1)[1].rsplit(" (", 1)[0]).resolve() == (ROOT / "imtrans" / "recipes" / "quickstart.toml").resolve()
 
 
-def _build_wheel(tmp: Path) -> Path:
-    """imtrans's wheel, built offline from a copy of this checkout (an in-tree build would leave build/ here)."""
+def _build_wheel(tmp: Path, project: Path = ROOT, package: str = "imtrans") -> Path:
+    """A project's wheel, built offline from a copy of it (an in-tree build would leave build/ in the checkout)."""
     src = tmp / "src"
     src.mkdir()
     for f in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / f, src / f)
-    shutil.copytree(ROOT / "imtrans", src / "imtrans", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi"))
+        shutil.copy(project / f, src / f)
+    shutil.copytree(project / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi"))
     out = tmp / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps", "--no-build-isolation",
                     "-w", str(out), str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = out.glob("imtrans-*.whl")
+    (wheel,) = out.glob("*.whl")
     return wheel
+
+
+def test_the_cut_plugins_wheel_ships_its_recipes(tmp_path):
+    wheel = _build_wheel(tmp_path, ROOT / "plugins" / "imtrans-cut", "imtrans_cut")
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {n for n in z.namelist() if n.startswith("imtrans_cut/recipes/")}
+    assert shipped == {f"imtrans_cut/recipes/{n}.toml"
+                       for n in ("cut_horse2zebra", "fastcut_horse2zebra", "cyclegan_patchnce_quickstart")}
 
 
 @pytest.fixture(scope="module")
