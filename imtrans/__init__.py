@@ -23,7 +23,8 @@ def load_translator(model, **kwargs):
 
 
 def load_recipe(path, overrides=None, **kwargs):
-    """Read and validate a recipe file, its ``extends`` chain and ``--set`` style ``overrides`` (see :mod:`imtrans.recipe`)."""
+    """Read and validate a recipe (a file, or ``"PACKAGE:NAME"`` shipped in a package such as ``"imtrans:quickstart"``),
+    its ``extends`` chain and ``--set`` style ``overrides`` (see :mod:`imtrans.recipe`)."""
     from imtrans.plugins import load_plugins
     from imtrans.recipe import load_recipe as _load
 
@@ -32,7 +33,7 @@ def load_recipe(path, overrides=None, **kwargs):
 
 
 def train(recipe, **kwargs):
-    """Train ``recipe`` (a :class:`~imtrans.recipe.Recipe`, or a recipe file's path) and return the run's result.
+    """Train ``recipe`` (a :class:`~imtrans.recipe.Recipe`, a recipe file's path or ``"PACKAGE:NAME"``) and return the run's result.
 
     Keyword arguments go to :class:`imtrans.engine.trainer.Trainer` (``run_dir``, ``resume``, ...).
     """

@@ -4,8 +4,10 @@ A recipe names every part (``name`` plus that part's parameters), the losses
 with their weights, the optimiser, the schedule, the training length and the
 output.  Loading does, in order:
 
-1. read TOML (``tomllib``), follow ``extends = "base.toml"`` (relative to the
-   file, deep-merged, chains allowed; see :mod:`imtrans.recipe_files`);
+1. read TOML (``tomllib``) from a file or a recipe shipped in a package
+   (``imtrans:quickstart``, :mod:`imtrans.recipe_refs`), follow ``extends = "base.toml"``
+   (relative to the file) or ``extends = "imtrans:cyclegan_base"`` (deep-merged, chains
+   allowed; see :mod:`imtrans.recipe_files`);
 2. apply ``--set dotted.key=value`` overrides (values parsed as TOML, bare words
    as strings), merged by the same rule as ``extends``;
 3. validate the structure (pydantic, unknown keys refused with suggestions);
@@ -31,6 +33,7 @@ from imtrans.recipe_files import (  # noqa: F401  (re-exported: the recipe API i
     deep_merge,
     is_part_table,
     parse_override,
+    read_chain,
     read_with_extends,
     tomllib,
 )
@@ -166,8 +169,13 @@ def recipe_from_dict(
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_parts: bool = True) -> Recipe:
-    """Read, merge, override and validate a recipe file."""
-    path = Path(path)
-    data = read_with_extends(path)
+    """Read, merge, override and validate a recipe: a file, or ``PACKAGE:NAME`` shipped in a package.
+
+    The recipe records where it and each recipe it extends came from (``Recipe.origins``).
+    """
+    data, chain = read_chain(path)
     data, origin = apply_overrides(data, list(overrides or []))
-    return recipe_from_dict(data, str(path), origin, check_parts)
+    recipe = recipe_from_dict(data, chain[0].label, origin, check_parts)
+    recipe._stem = chain[0].stem
+    recipe._origins = [s.describe() for s in chain]
+    return recipe

@@ -1,5 +1,8 @@
 """Recipe files: TOML reading, ``extends`` chains and ``--set`` overrides, merged by one rule.
 
+A recipe is a file or a recipe shipped in a package (``imtrans:quickstart``; see
+:mod:`imtrans.recipe_refs`), and so is what its ``extends`` names.
+
 Tables merge key by key and values replace, except that a *part* table
 (a generator, discriminator, loss, domain, the augmentation or the scheme)
 naming a *different* part replaces the table it overrides whole: the old
@@ -19,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from imtrans.errors import RecipeError
+from imtrans.recipe_refs import Source, recipe_source
 from imtrans.recipe_schema import PartSpec, Recipe
 
 if sys.version_info >= (3, 11):
@@ -30,24 +34,16 @@ else:  # pragma: no cover
 MAX_DEPTH = 32
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecipeError(f"recipe file {path} does not exist; check the path") from None
-    except IsADirectoryError:
-        raise RecipeError(f"recipe {path} is a directory; give the path of a .toml file") from None
-    except UnicodeDecodeError:
-        raise RecipeError(f"recipe {path} is not UTF-8 text; save it as UTF-8 TOML") from None
-    except OSError as e:
-        raise RecipeError(f"recipe {path} cannot be read ({e.strerror}); check its permissions") from None
+def _read_toml(source: Source) -> dict[str, Any]:
+    text = source.read_text()
+    where = source.label
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise RecipeError(f"{path}: invalid TOML: {e}; fix the syntax there") from None
+        raise RecipeError(f"{where}: invalid TOML: {e}; fix the syntax there") from None
     except RecursionError:
-        raise RecipeError(f"{path}: values are nested too deeply for a recipe; flatten them") from None
-    _check_depth(data, str(path))
+        raise RecipeError(f"{where}: values are nested too deeply for a recipe; flatten them") from None
+    _check_depth(data, where)
     return data
 
 
@@ -101,22 +97,29 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any], path: tuple[str, ...]
     return out
 
 
-def read_with_extends(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    path = Path(path)
-    resolved = path.resolve()
-    if resolved in _chain:
-        chain = " -> ".join(str(p) for p in (*_chain, resolved))
-        raise RecipeError(f"{path}: `extends` forms a cycle ({chain}); remove one of the links")
-    data = _read_toml(path)
+def read_chain(recipe: str | Path | Source, _chain: tuple[Source, ...] = ()) -> tuple[dict[str, Any], list[Source]]:
+    """Read a recipe (a file path or a ``PACKAGE:NAME`` reference) and its ``extends`` chain, merged.
+
+    Returns the merged table and the sources read, the recipe first.  ``extends`` names a file
+    relative to the recipe (inside the package, for a packaged recipe) or another ``PACKAGE:NAME``.
+    """
+    source = recipe_source(recipe)
+    if source.key() in {s.key() for s in _chain}:
+        chain = " -> ".join(s.label for s in (*_chain, source))
+        raise RecipeError(f"{source.label}: `extends` forms a cycle ({chain}); remove one of the links")
+    data = _read_toml(source)
     parent = data.pop("extends", None)
     if parent is None:
-        return data
+        return data, [source]
     if not isinstance(parent, str):
-        raise RecipeError(f"{path}: key 'extends' must be a file name string, got {parent!r}")
-    ppath = (path.parent / parent)
-    if not ppath.exists():
-        raise RecipeError(f"{path}: extends = {parent!r} but {ppath} does not exist; fix the path (it is relative to {path.name})")
-    return deep_merge(read_with_extends(ppath, (*_chain, resolved)), data)
+        raise RecipeError(f"{source.label}: key 'extends' must be a file name or PACKAGE:NAME string, got {parent!r}")
+    base, chain = read_chain(source.extended(parent), (*_chain, source))
+    return deep_merge(base, data), [source, *chain]
+
+
+def read_with_extends(recipe: str | Path | Source) -> dict[str, Any]:
+    """The merged table of a recipe and its ``extends`` chain (see :func:`read_chain`)."""
+    return read_chain(recipe)[0]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -151,16 +151,30 @@ class Recipe(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
 
-    # where it came from (not part of the TOML)
+    # where it came from (not part of the TOML): the file or PACKAGE:NAME, its name without .toml,
+    # and one line per recipe read (the recipe, then what it extends) for recipe.resolved.toml
     _source: str = pydantic.PrivateAttr(default="<recipe>")
+    _stem: str = pydantic.PrivateAttr(default="")
+    _origins: list[str] = pydantic.PrivateAttr(default_factory=list)
 
     @property
     def source(self) -> str:
         return self._source
 
+    @property
+    def origins(self) -> list[str]:
+        """Where the recipe and each recipe it extends were read from (file path, or PACKAGE:NAME = location)."""
+        return list(self._origins)
+
+    def origin_comment(self) -> str:
+        """``# recipe: ...`` then ``# extends: ...`` lines (TOML comments): where the recipe came from."""
+        return "".join(f"# {'extends' if i else 'recipe'}: {o}\n" for i, o in enumerate(self._origins))
+
     def run_name(self) -> str:
         if self.output.name:
             return self.output.name
+        if self._stem:
+            return self._stem
         return Path(self._source).stem if self._source != "<recipe>" else "run"
 
     def to_dict(self) -> dict[str, Any]:

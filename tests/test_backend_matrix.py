@@ -1,6 +1,6 @@
 """Every shipped generator configuration x every backend x odd sizes x every entry point equals eager PyTorch.
 
-The configurations are read from the recipes themselves (``recipes/*.toml``,
+The configurations are read from the recipes themselves (``recipes/*.toml``, the plugins' shipped ones,
 resolved through ``extends``) with tiny widths (``ngf = 4``) but the same depth,
 normalisation, dropout and size constraints, plus ``timm_unet`` on timm's tiny
 test encoder.  For each, the same uint8 inputs (64x64, 50x77, 300x200) go
@@ -37,7 +37,7 @@ SHAPE_KEYS = ("name", "num_downs", "n_blocks", "norm", "dropout", "residual", "e
 def recipe_generators() -> list[dict]:
     """Distinct generator specs of the shipped recipes, shrunk to ngf 4 (depth and constraints kept)."""
     specs = {}
-    for path in sorted((ROOT / "recipes").glob("*.toml")) + sorted((ROOT / "plugins").glob("*/recipes/*.toml")):
+    for path in sorted((ROOT / "recipes").glob("*.toml")) + sorted((ROOT / "plugins").glob("*/*/recipes/*.toml")):
         model = read_with_extends(path).get("model", {})
         for key in ("generator", "generator_b"):
             spec = model.get(key)

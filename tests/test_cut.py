@@ -15,6 +15,7 @@ import torch
 from conftest import ROOT, run_cli
 
 CUT_SRC = ROOT / "plugins" / "imtrans-cut"
+CUT_RECIPES = CUT_SRC / "imtrans_cut" / "recipes"  # shipped with the plugin (imtrans_cut:NAME)
 
 TINY = [
     "model.generator.ngf=8",
@@ -178,7 +179,7 @@ def test_patchnce_errors_and_unet(cut_plugin):
 def cut_recipe(tmp_path: Path, name: str, extra: list[str] = ()):
     from imtrans.recipe import load_recipe
 
-    return load_recipe(ROOT / "recipes" / name, [
+    return load_recipe(CUT_RECIPES / name, [
         *TINY,
         'data.a={name="synthetic", side="a", count=4, size=32}',
         # textures have no ground-truth counterpart, so only a2b is evaluated
@@ -252,7 +253,7 @@ def test_patchnce_inside_cyclegan(tmp_path, cut_plugin):
     from imtrans.engine.trainer import Trainer
     from imtrans.recipe import load_recipe
 
-    r = load_recipe(ROOT / "recipes" / "cyclegan_patchnce_quickstart.toml", [
+    r = load_recipe(CUT_RECIPES / "cyclegan_patchnce_quickstart.toml", [
         *TINY,
         "data.a.count=4", "data.a.size=32", "data.b.count=4", "data.b.size=32",
         "losses.nce.nc=16", "losses.nce.num_patches=16",

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "imtrans.engine.lock", "imtrans.engine.distributed",
     ]),
     ("formats", [
-        "imtrans.recipe_files", "imtrans.recipe", "imtrans.engine.checkpoint", "imtrans.provenance",
+        "imtrans.recipe_refs", "imtrans.recipe_files", "imtrans.recipe", "imtrans.engine.checkpoint", "imtrans.provenance",
         "imtrans.statedict", "imtrans.data.imageio", "imtrans.data.download", "imtrans.zoo.fetch",
         "imtrans.translate.io", "imtrans.translate.video_codecs",
     ]),

@@ -51,7 +51,7 @@ def guide_blocks() -> dict[str, tuple[str, str]]:
 BLOCKS = guide_blocks()
 FILE_BLOCKS = {t: c for t, (lang, c) in BLOCKS.items() if t not in COMMAND_BLOCKS}
 #: file blocks with their own test below (the others are written into the project and used there)
-STANDALONE = ("every_hook.py", "compat.py", "tiny_generator.py", "feature_term.py")
+STANDALONE = ("every_hook.py", "compat.py", "tiny_generator.py", "feature_term.py", "plugins/imtrans-cut/pyproject.toml")
 
 
 def commands(title: str) -> list[list[str]]:
@@ -83,8 +83,7 @@ def project(tmp_path_factory) -> dict[str, Path]:
         dest = work / title
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(code)
-    # the guide's recipe extends the quickstart, as it would inside a checkout
-    shutil.copy(ROOT / "recipes" / "quickstart.toml", work / "recipes" / "quickstart.toml")
+    # the guide's recipe extends imtrans:quickstart, which imtrans ships: no copy of it is needed here
     site = work / "_site"
     site.mkdir()
     for cmd in commands("install"):
@@ -204,6 +203,16 @@ def test_every_hook_block(tmp_path, fresh_plugins):
     proc = run_cli("hello", env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}, cwd=tmp_path)
     assert proc.returncode == 0 and "hello from a plugin" in proc.stdout, proc.stderr
     sys.modules.pop("every_hook", None)
+
+
+def test_shipped_recipe_block_is_the_cut_plugins_own():
+    """The guide's package-data lines are the example plugin's, and that plugin ships its recipes there."""
+    block = FILE_BLOCKS["plugins/imtrans-cut/pyproject.toml"].strip()
+    assert block in (ROOT / "plugins" / "imtrans-cut" / "pyproject.toml").read_text()
+    assert 'extends = "imtrans:' in FILE_BLOCKS["recipes/lowfreq_quickstart.toml"]
+    shipped = ROOT / "plugins" / "imtrans-cut" / "imtrans_cut" / "recipes"
+    assert (shipped / "cut_horse2zebra.toml").is_file()
+    assert 'extends = "imtrans:quickstart"' in (shipped / "cyclegan_patchnce_quickstart.toml").read_text()
 
 
 def test_compat_block():

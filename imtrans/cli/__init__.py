@@ -76,18 +76,23 @@ def _optional_value(argv: list[str], opt: str, default: str) -> list[str]:
 
 #: commands that need only the pretrained catalogue, not the parts (so they import no torch)
 _CATALOGUE_ONLY = (("pretrained",), ("pretrained", "list"), ("pretrained", "info"))
+#: commands that need no part at all: they read files that packages ship
+_NO_PARTS = (("recipes",),)
 
 
 def _part_kinds(argv: list[str]) -> Optional[tuple[str, ...]]:
-    """Which part hooks the command line needs: none for help and the version, the zoo's
-    catalogue alone for `pretrained list/info`, all (None) for everything else.
+    """Which part hooks the command line needs: none for help, the version and `recipes`, the
+    zoo's catalogue alone for `pretrained list/info`, all (None) for everything else.
 
-    The first two answer at once: building the part registries imports torch and the
+    The quick ones answer at once: building the part registries imports torch and the
     networks (seconds).
     """
     if _help_only(argv):
         return ()
-    return ("pretrained",) if _quick(argv) else None
+    words = _command_words(argv)
+    if words[:1] in _NO_PARTS:
+        return ()
+    return ("pretrained",) if words[:2] in _CATALOGUE_ONLY else None
 
 
 def _help_only(argv: list[str]) -> bool:
@@ -95,11 +100,9 @@ def _help_only(argv: list[str]) -> bool:
     return not args or any(a in ("-h", "--help", "--version") for a in args)
 
 
-def _quick(argv: list[str]) -> bool:
-    """Whether the command line only prints help, the version or the zoo's catalogue."""
+def _command_words(argv: list[str]) -> tuple[str, ...]:
+    """The words of the command line that are not options (the command, its subcommand, ...)."""
     args = argv[:argv.index("--")] if "--" in argv else argv
-    if _help_only(argv):
-        return True
     words, skip = [], False
     for a in args:
         if skip:
@@ -108,11 +111,11 @@ def _quick(argv: list[str]) -> bool:
             skip = True  # its value is not a command word
         elif not a.startswith("-"):
             words.append(a)
-    return tuple(words[:2]) in _CATALOGUE_ONLY
+    return tuple(words)
 
 
 def _install_commands() -> None:
-    from imtrans.cli import cache, data, demo, eval, parts, pretrained, push, train, translate, weights  # noqa: F401  (commands register on import)
+    from imtrans.cli import cache, data, demo, eval, parts, pretrained, push, recipes, train, translate, weights  # noqa: F401  (commands register on import)
 
 
 def _load_plugins(disable: list[str], dirs: list[str], verbose: bool,

@@ -92,7 +92,7 @@ def list_plugins(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 
 @app.command("check")
 def check(
-    recipe: Path = typer.Argument(..., help="Recipe TOML file."),
+    recipe: str = typer.Argument(..., help="Recipe TOML file, or PACKAGE:NAME of an installed one (imtrans:quickstart; see `imtrans recipes`)."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a key: --set train.epochs=3 (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print the resolved recipe as JSON instead of TOML."),
 ) -> None:
@@ -125,4 +125,4 @@ def check(
         err_console.print(f"[green]ok:[/] {status}", highlight=False, soft_wrap=True)
         return
     # plain text, never wrapped: `imtrans check r.toml > resolved.toml` must be valid TOML at any width
-    typer.echo(r.to_toml() + f"\n# ok: {status}")
+    typer.echo(r.origin_comment() + r.to_toml() + f"\n# ok: {status}")

@@ -13,7 +13,7 @@ from imtrans.cli._console import console, err_console
 
 @app.command("run")
 def run(
-    recipe: Path = typer.Argument(..., help="Recipe TOML file, e.g. recipes/quickstart.toml."),
+    recipe: str = typer.Argument(..., help="Recipe TOML file (recipes/quickstart.toml) or PACKAGE:NAME of an installed one (imtrans:quickstart; see `imtrans recipes`)."),
     set_: list[str] = typer.Option([], "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key: --set train.epochs=3 (repeatable)."),
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="[RUN_DIR]",

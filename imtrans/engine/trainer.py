@@ -264,7 +264,8 @@ class Trainer:
         r, t, device, main = self.recipe, self.recipe.train, self.device, self.dist.is_main
         if main:
             ckpt.remove_stale_temp(self.run_dir / "checkpoints")  # left by a killed writer; we hold the lock
-            atomic_write_text(self.run_dir / "recipe.resolved.toml", r.to_toml())
+            # with where it was read from: a packaged recipe (imtrans:NAME) changes with the package's version
+            atomic_write_text(self.run_dir / "recipe.resolved.toml", r.origin_comment() + r.to_toml())
         augment = registry.build_spec("augmentation", r.data.augment.as_dict()).to(device).train()
         data = TrainData(r, augment, device, self.dist)
         n_epochs = t.epochs + t.epochs_decay
