@@ -101,6 +101,12 @@ def preserve_state(module: nn.Module):
                     buf.copy_(value)
 
 
+def _detached(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    return [_detached(t) for t in x]
+
+
 def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
     """Freeze/unfreeze networks (the discriminators during the generator step)."""
     for net in nets:
@@ -215,6 +221,8 @@ class Scheme(nn.Module):
         self._schedulers: dict[str, Any] = {}
         self._wrapped: dict[str, nn.Module] = {}
         self.rank = 0
+        #: discriminator name -> its augmentation (filled by build_d_augment; empty: D sees inputs unchanged)
+        self.d_augment = nn.ModuleDict()
 
     # -- wiring --------------------------------------------------------------
     @property
@@ -264,6 +272,39 @@ class Scheme(nn.Module):
                 mod, weight = self.build_loss(key)
                 self.extra[key] = mod
                 self.extra_terms[key] = ExtraTerm(key, mod, weight)
+
+    # -- discriminator augmentation ----------------------------------------------
+    def build_d_augment(self, *discriminators: str) -> None:
+        """One augmentation per named discriminator from ``[model.d_augment]`` (none there: none here).
+
+        Each discriminator gets its own instance, so an adaptive one (ADA) follows that
+        discriminator's overfitting; the state is checkpointed by :meth:`training_state`.
+        """
+        spec = getattr(self.recipe.model, "d_augment", None)
+        if spec is None:
+            return
+        for name in discriminators:
+            aug = registry.build_spec("d_augment", spec.as_dict())
+            if not isinstance(aug, nn.Module):
+                raise ImtransError(
+                    f"d_augment '{spec.name}' builds a {type(aug).__name__}, not an nn.Module; a discriminator "
+                    "augmentation must be an nn.Module whose forward(x) returns the augmented batch")
+            self.d_augment[name] = aug
+
+    def augment_d(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as discriminator ``name`` must see it: augmented (differentiably) if the recipe asks for it.
+
+        Call it on every input of the discriminator, real and fake, in its step and in the generator's.
+        """
+        return self.d_augment[name](x) if name in self.d_augment else x
+
+    def update_d_augment(self, name: str, real_logits: Any) -> None:
+        """Tell discriminator ``name``'s augmentation what D said about the reals (ADA's feedback)."""
+        if name in self.d_augment:
+            update = getattr(self.d_augment[name], "update", None)
+            if update is not None:
+                with torch.no_grad():
+                    update(_detached(real_logits))
 
     def distribute(self, wrap, rank: int) -> None:
         """Wrap each network for data parallelism (``wrap(net) -> module``); weights stay in ``nets``."""
@@ -362,6 +403,9 @@ class Scheme(nn.Module):
             "schedulers": {k: s.state_dict() for k, s in self._schedulers.items()},
             "scheme": self.extra_state(),
         }
+        aug = {k: dict(m.state_dict()) for k, m in self.d_augment.items() if m.state_dict()}
+        if aug:  # ADA's probability and counters: resumed exactly, the same on every rank
+            st["d_augment"] = aug
         scaler = self.precision.state_dict()
         if scaler:
             st["scaler"] = scaler
@@ -387,6 +431,9 @@ class Scheme(nn.Module):
                 group["initial_lr"] = lr
             fast_forward(s, restart_schedule_at)
         self.load_extra_state(state.get("scheme", {}) if extra is None else extra)
+        for k, aug_state in (state.get("d_augment") or {}).items():
+            if k in self.d_augment:
+                self.d_augment[k].load_state_dict(aug_state)
         self.precision.load_state_dict(state.get("scaler", {}))
 
     @torch.no_grad()
