@@ -154,7 +154,8 @@ class ADA(DAugment):
     """ADA (Karras et al. 2020): geometric and colour transforms, each with probability p per sample.
 
     ``p`` starts at ``p`` and, every ``interval`` discriminator steps, moves toward keeping
-    r_t = E[sign(D(real))] at ``target`` (0.6, the paper's): up when D is too sure of the
+    r_t = E[sign(D(real))] at ``target`` (0.6, the paper's; the scheme centres D's output on
+    its GAN loss's decision boundary, so LSGAN's 0.5 counts as 0): up when D is too sure of the
     reals (it overfits), down otherwise, by ``batch * interval / (speed_kimg * 1000)`` so that
     it can go from 0 to 1 in ``speed_kimg`` thousand real images (500 in the paper); clipped
     to [0, 1].  ``adaptive = false`` keeps ``p`` fixed.  ``ops``: a comma-separated subset of

@@ -168,6 +168,17 @@ def test_ada_p_rises_when_d_overfits_and_falls_when_it_does_not():
     assert float(fixed.p) == pytest.approx(0.3)
 
 
+def test_the_scheme_centres_lsgan_outputs_for_ada(tmp_path):
+    """LSGAN's D says "real" above 0.5, not above 0: r_t must count 0.45 as fake (else p only rises)."""
+    s = scheme_of(cyclegan(tmp_path, {"name": "ada", "interval": 1, "speed_kimg": 0.001}))
+    assert s.gan.mode == "lsgan"
+    s.update_d_augment("D_B", torch.full((1, 1, 4, 4), 0.55))
+    assert float(s.d_augment["D_B"].p) == pytest.approx(1.0) and float(s.d_augment["D_B"].rt) == 1.0
+    s.update_d_augment("D_B", [torch.full((1, 1, 4, 4), 0.45)])
+    assert float(s.d_augment["D_B"].p) == 0 and float(s.d_augment["D_B"].rt) == -1.0
+    assert float(s.d_augment["D_A"].p) == 0  # each discriminator has its own
+
+
 def test_ada_resume_restores_p_exactly(tmp_path):
     from imtrans.engine import checkpoint as ckpt
     from imtrans.engine.trainer import Trainer

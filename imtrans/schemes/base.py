@@ -101,10 +101,11 @@ def preserve_state(module: nn.Module):
                     buf.copy_(value)
 
 
-def _detached(x: Any) -> Any:
+def _centred(x: Any, centre: float) -> Any:
+    """Detached D output minus ``centre``: a map, or a list of maps (of a feature list, its last entry, as the GAN loss)."""
     if isinstance(x, torch.Tensor):
-        return x.detach()
-    return [_detached(t) for t in x]
+        return x.detach() - centre if centre else x.detach()
+    return [_centred(t if isinstance(t, torch.Tensor) else t[-1], centre) for t in x]
 
 
 def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
@@ -299,12 +300,17 @@ class Scheme(nn.Module):
         return self.d_augment[name](x) if name in self.d_augment else x
 
     def update_d_augment(self, name: str, real_logits: Any) -> None:
-        """Tell discriminator ``name``'s augmentation what D said about the reals (ADA's feedback)."""
+        """Tell discriminator ``name``'s augmentation what D said about the reals (ADA's feedback).
+
+        The output is centred on the GAN loss's decision boundary (LSGAN's 0.5 is subtracted), so
+        its sign says "real" (> 0) or "fake" whatever the loss; a multi-scale D gives a list of maps.
+        """
         if name in self.d_augment:
             update = getattr(self.d_augment[name], "update", None)
             if update is not None:
+                centre = float(getattr(getattr(self, "gan", None), "decision_boundary", 0.0))
                 with torch.no_grad():
-                    update(_detached(real_logits))
+                    update(_centred(real_logits, centre))
 
     def distribute(self, wrap, rank: int) -> None:
         """Wrap each network for data parallelism (``wrap(net) -> module``); weights stay in ``nets``."""
