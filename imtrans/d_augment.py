@@ -288,7 +288,8 @@ class ADA(DAugment):
         self.acc.copy_(torch.where(due, torch.zeros_like(self.acc), self.acc))
 
     def extra_repr(self) -> str:
-        return (f"p={float(self.p):.4f}, target={self.target}, interval={self.interval}, "
+        p = "?" if self.p.is_meta else f"{float(self.p):.4f}"  # `imtrans check` builds parts on the meta device
+        return (f"p={p}, target={self.target}, interval={self.interval}, "
                 f"speed_kimg={self.speed_kimg}, adaptive={self.adaptive}, ops={','.join(sorted(self.ops))!r}")
 
 

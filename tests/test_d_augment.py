@@ -246,6 +246,31 @@ def test_check_builds_the_d_augment_and_its_own_checks(tmp_path):
         cyclegan(tmp_path, {"name": "ada", "target": 2})
 
 
+def test_check_refuses_a_scheme_that_never_applies_it(tmp_path, fresh_plugins):
+    from imtrans.check import build_parts
+    from imtrans.errors import ImtransError
+    from imtrans.schemes.base import Scheme
+
+    class Plain(Scheme):
+        """A plugin scheme written before discriminator augmentation existed."""
+
+    @hookimpl
+    def register_schemes(register):
+        register("plain", Plain)
+
+    import types
+
+    fresh_plugins.load_plugins(objects={"plain": types.SimpleNamespace(register_schemes=register_schemes)},
+                               reload=True)
+    data = tiny_recipe_data(tmp_path, "x")
+    data["scheme"] = {"name": "plain"}
+    assert "d_augment" not in build_parts(recipe_from_dict(data))
+    data["model"]["d_augment"] = {"name": "diffaugment"}
+    with pytest.raises(ImtransError, match=r"scheme 'plain' does not apply \[model.d_augment\].*remove"):
+        build_parts(recipe_from_dict(data))
+    assert "p=?" in repr(build_parts(cyclegan(tmp_path, {"name": "ada"}))["d_augment"])  # built on meta
+
+
 # -- every scheme applies it to every D input ---------------------------------------------------------
 
 class Spy(torch.nn.Module):
