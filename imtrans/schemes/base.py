@@ -25,6 +25,7 @@ from torch import nn
 from imtrans import registry
 from imtrans.build import build_part
 from imtrans.errors import ImtransError
+from imtrans.schemes.d_augment import DAugmentMixin
 from imtrans.schemes.terms import ExtraTerm
 
 
@@ -99,13 +100,6 @@ def preserve_state(module: nn.Module):
             with torch.no_grad():
                 for buf, value in saved:
                     buf.copy_(value)
-
-
-def _centred(x: Any, centre: float) -> Any:
-    """Detached D output minus ``centre``: a map, or a list of maps (of a feature list, its last entry, as the GAN loss)."""
-    if isinstance(x, torch.Tensor):
-        return x.detach() - centre if centre else x.detach()
-    return [_centred(t if isinstance(t, torch.Tensor) else t[-1], centre) for t in x]
 
 
 def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
@@ -202,8 +196,8 @@ def build_network(kind: str, spec) -> nn.Module:
     return net
 
 
-class Scheme(nn.Module):
-    """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``)."""
+class Scheme(DAugmentMixin, nn.Module):
+    """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``); ``[model.d_augment]`` via :class:`DAugmentMixin`."""
 
     #: names of the translation networks, e.g. {"a2b": "G", "b2a": "F"}
     translators: dict[str, str] = {}
@@ -273,44 +267,6 @@ class Scheme(nn.Module):
                 mod, weight = self.build_loss(key)
                 self.extra[key] = mod
                 self.extra_terms[key] = ExtraTerm(key, mod, weight)
-
-    # -- discriminator augmentation ----------------------------------------------
-    def build_d_augment(self, *discriminators: str) -> None:
-        """One augmentation per named discriminator from ``[model.d_augment]`` (none there: none here).
-
-        Each discriminator gets its own instance, so an adaptive one (ADA) follows that
-        discriminator's overfitting; the state is checkpointed by :meth:`training_state`.
-        """
-        spec = getattr(self.recipe.model, "d_augment", None)
-        if spec is None:
-            return
-        for name in discriminators:
-            aug = registry.build_spec("d_augment", spec.as_dict())
-            if not isinstance(aug, nn.Module):
-                raise ImtransError(
-                    f"d_augment '{spec.name}' builds a {type(aug).__name__}, not an nn.Module; a discriminator "
-                    "augmentation must be an nn.Module whose forward(x) returns the augmented batch")
-            self.d_augment[name] = aug
-
-    def augment_d(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """``x`` as discriminator ``name`` must see it: augmented (differentiably) if the recipe asks for it.
-
-        Call it on every input of the discriminator, real and fake, in its step and in the generator's.
-        """
-        return self.d_augment[name](x) if name in self.d_augment else x
-
-    def update_d_augment(self, name: str, real_logits: Any) -> None:
-        """Tell discriminator ``name``'s augmentation what D said about the reals (ADA's feedback).
-
-        The output is centred on the GAN loss's decision boundary (LSGAN's 0.5 is subtracted), so
-        its sign says "real" (> 0) or "fake" whatever the loss; a multi-scale D gives a list of maps.
-        """
-        if name in self.d_augment:
-            update = getattr(self.d_augment[name], "update", None)
-            if update is not None:
-                centre = float(getattr(getattr(self, "gan", None), "decision_boundary", 0.0))
-                with torch.no_grad():
-                    update(_centred(real_logits, centre))
 
     def distribute(self, wrap, rank: int) -> None:
         """Wrap each network for data parallelism (``wrap(net) -> module``); weights stay in ``nets``."""
@@ -409,7 +365,7 @@ class Scheme(nn.Module):
             "schedulers": {k: s.state_dict() for k, s in self._schedulers.items()},
             "scheme": self.extra_state(),
         }
-        aug = {k: dict(m.state_dict()) for k, m in self.d_augment.items() if m.state_dict()}
+        aug = self.d_augment_state()
         if aug:  # ADA's probability and counters: resumed exactly, the same on every rank
             st["d_augment"] = aug
         scaler = self.precision.state_dict()
@@ -437,9 +393,7 @@ class Scheme(nn.Module):
                 group["initial_lr"] = lr
             fast_forward(s, restart_schedule_at)
         self.load_extra_state(state.get("scheme", {}) if extra is None else extra)
-        for k, aug_state in (state.get("d_augment") or {}).items():
-            if k in self.d_augment:
-                self.d_augment[k].load_state_dict(aug_state)
+        self.load_d_augment_state(state.get("d_augment") or {})
         self.precision.load_state_dict(state.get("scaler", {}))
 
     @torch.no_grad()
