@@ -43,6 +43,13 @@ def register_augmentations(register):
 
 
 @hookimpl
+def register_d_augmentations(register):
+    from imtrans.d_augment import D_AUGMENTATIONS
+
+    _register_all(register, D_AUGMENTATIONS)
+
+
+@hookimpl
 def register_domains(register):
     from imtrans.data import DOMAINS
 

@@ -21,7 +21,7 @@ from imtrans.recipe import Recipe
 
 
 def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, Any]:
-    """Build the scheme (its networks and losses), the augmentation and the domains; return them by role.
+    """Build the scheme (its networks and losses), the augmentations and the domains; return them by role.
 
     With a ``warnings`` list, a training domain that cannot be built here (its data is not downloaded
     yet, say) is reported there instead of raised: the recipe itself is valid, this machine just
@@ -33,6 +33,13 @@ def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, 
     with torch.device("meta"):
         out["scheme"] = registry.build_spec("scheme", recipe.scheme.as_dict(), recipe)
         out["augmentation"] = registry.build_spec("augmentation", recipe.data.augment.as_dict())
+        if recipe.model.d_augment is not None:
+            out["d_augment"] = registry.build_spec("d_augment", recipe.model.d_augment.as_dict())
+            if not len(getattr(out["scheme"], "d_augment", ())):
+                raise ImtransError(
+                    f"{recipe.source}: scheme '{recipe.scheme.name}' does not apply [model.d_augment] (it never "
+                    "calls Scheme.build_d_augment), so the augmentation would silently do nothing; remove "
+                    "[model.d_augment] or use a scheme that applies it (cyclegan, pix2pix, cut)")
     if scheme_is_paired(recipe):
         # pairs come from one aligned layout (ROOT/train, ROOT/test) or [data.a], built as `run` builds them
         try:

@@ -45,6 +45,11 @@ def register_augmentations(register):
 
 
 @hookspec
+def register_d_augmentations(register):
+    """Register discriminator augmentations: applied to every discriminator input, real and fake (see imtrans.d_augment)."""
+
+
+@hookspec
 def register_domains(register):
     """Register domains: image sources built as ``factory(split, **params)``."""
 

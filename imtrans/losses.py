@@ -64,6 +64,11 @@ class GANLoss(nn.Module):
         self.real_label = float(real_label)
         self.fake_label = float(fake_label)
 
+    @property
+    def decision_boundary(self) -> float:
+        """The D output between "real" and "fake": lsgan's midpoint of its labels, 0 for logits (ADA's sign test)."""
+        return (self.real_label + self.fake_label) / 2 if self.mode == "lsgan" else 0.0
+
     def _single(self, x: torch.Tensor, real: bool, for_d: bool) -> torch.Tensor:
         mode = self.mode
         if mode in ("lsgan", "vanilla"):

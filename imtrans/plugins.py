@@ -55,6 +55,7 @@ REGISTER_HOOKS = {
     "register_discriminators": "discriminator",
     "register_losses": "loss",
     "register_augmentations": "augmentation",
+    "register_d_augmentations": "d_augment",
     "register_domains": "domain",
     "register_schemes": "scheme",
     "register_feature_extractors": "feature_extractor",

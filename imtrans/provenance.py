@@ -34,6 +34,8 @@ def recipe_parts(recipe: Any) -> list[tuple[str, str]]:
     out = [("scheme", recipe.scheme.name), ("augmentation", d.augment.name)]
     out += [("generator", s.name) for s in (m.generator, m.generator_b) if s is not None]
     out += [("discriminator", s.name) for s in (m.discriminator, m.discriminator_b) if s is not None]
+    if getattr(m, "d_augment", None) is not None:
+        out.append(("d_augment", m.d_augment.name))
     out += [("domain", s.name) for s in (d.a, d.b, d.test_a, d.test_b) if s is not None]
     out += [("loss", s.name) for s in recipe.losses.values()]
     return list(dict.fromkeys(out))

@@ -118,6 +118,28 @@ def _format_errors(err: pydantic.ValidationError, source: str, origin: dict[str,
     return "; ".join(msgs)
 
 
+#: kinds a recipe easily confuses: kind -> (the other kind, where that one belongs, what it is)
+_CONFUSED = {
+    "d_augment": ("augmentation", "data.augment",
+                  "a data augmentation preset (it crops and flips the training images before G, reals only)"),
+    "augmentation": ("d_augment", "model.d_augment",
+                     "a discriminator augmentation (it transforms every discriminator input, real and fake, "
+                     "inside the training step)"),
+}
+
+
+def _wrong_kind(kind: str, name: str, key: str) -> str | None:
+    """The sentence for a part table naming a part of the kind it is easily confused with, else None."""
+    if kind not in _CONFUSED or name in get_registry(kind):
+        return None
+    other, place, what = _CONFUSED[kind]
+    if name not in get_registry(other):
+        return None
+    names = ", ".join(get_registry(kind).names())
+    return (f"`{key}` names '{name}', {what}, not a {kind}; choose one of `imtrans list {kind}` ({names}), "
+            f"or put it under {place}")
+
+
 def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None:
     """Check every part's parameters against its registered parameter model."""
 
@@ -127,6 +149,9 @@ def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None
         params = {k: v for k, v in spec.params.items() if k not in drop}
         reg = get_registry(kind)
         where = _where(source, f"{key}.name", origin, children=False)
+        confused = _wrong_kind(kind, spec.name, key)
+        if confused:
+            raise RecipeError(f"{where}: {confused}")
         try:
             entry = reg.get(spec.name)
             unknown = [p for p in params if p not in entry.params.model_fields]
@@ -142,6 +167,7 @@ def _validate_parts(recipe: Recipe, source: str, origin: dict[str, str]) -> None
     for k in ("a", "b", "test_a", "test_b"):
         check("domain", getattr(recipe.data, k), f"data.{k}")
     check("augmentation", recipe.data.augment, "data.augment")
+    check("d_augment", recipe.model.d_augment, "model.d_augment")
     if recipe.train.eval_fid:
         check("feature_extractor", recipe.train.eval_features, "train.eval_features")
     for term, spec in recipe.losses.items():

@@ -66,6 +66,9 @@ class ModelConfig(_Strict):
     discriminator: PartSpec = Field(default_factory=lambda: PartSpec(name="patchgan"))
     generator_b: Optional[PartSpec] = Field(None, description="Generator B->A if it differs from `generator`.")
     discriminator_b: Optional[PartSpec] = Field(None, description="D_A if it differs from `discriminator`.")
+    d_augment: Optional[PartSpec] = Field(
+        None, description="Discriminator augmentation (e.g. diffaugment, ada) on every D input, real and fake; "
+        "default: none.")
 
 
 class OptimConfig(_Strict):

@@ -1,6 +1,6 @@
 """Registries of parts: one obvious way to name, find and build a part.
 
-Every kind of part (generator, discriminator, loss, augmentation, domain, scheme)
+Every kind of part (generator, discriminator, loss, augmentation, d_augment, domain, scheme...)
 has one :class:`Registry`.  Plugins fill them through hooks (see
 :mod:`imtrans.hookspecs`); the built-in parts arrive the same way.  A part is any
 callable (usually an ``nn.Module`` class) whose keyword parameters are checked
@@ -31,8 +31,8 @@ from imtrans.errors import ImtransError
 from imtrans.suggest import did_you_mean
 
 KINDS: tuple[str, ...] = (
-    "generator", "discriminator", "loss", "augmentation", "domain", "scheme", "pretrained", "feature_extractor",
-    "logger",
+    "generator", "discriminator", "loss", "augmentation", "d_augment", "domain", "scheme", "pretrained",
+    "feature_extractor", "logger",
 )
 
 
@@ -327,6 +327,8 @@ def new_registries() -> dict[str, Registry]:
         "discriminator": Registry("discriminator"),
         "loss": Registry("loss"),
         "augmentation": Registry("augmentation"),
+        # discriminator augmentations (imtrans.d_augment): every D input, real and fake, in the step
+        "d_augment": Registry("d_augment"),
         "domain": Registry("domain", context=("split",)),
         "scheme": Registry("scheme", context=("recipe",)),
         "feature_extractor": Registry("feature_extractor"),

@@ -43,6 +43,19 @@ def test_layout_missing_names_folder_and_download(tmp_path):
     assert "testB" in msg and f"imtrans data download horse2zebra --root {tmp_path.as_posix()}" in msg
 
 
+def test_limit_keeps_the_first_images_in_sorted_order(tmp_path):
+    from imtrans import registry
+    from imtrans.registry import PartParamsError
+
+    for name in ("c.png", "a.png", "b.png", "d.png"):
+        _img(tmp_path / "trainA" / name)
+    d = registry.build("domain", "layout", "train", root=str(tmp_path), side="a", limit=2)
+    assert [d.name(i) for i in range(len(d))] == ["a.png", "b.png"]
+    assert len(registry.build("domain", "folder", "train", path=str(tmp_path), limit=10)) == 4
+    with pytest.raises(PartParamsError, match="limit"):
+        registry.build("domain", "folder", "train", path=str(tmp_path), limit=0)
+
+
 def test_registry_builds_domains(tmp_path):
     from imtrans import registry
 

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "imtrans.nets", "imtrans.nets.base", "imtrans.nets.blocks", "imtrans.nets.init", "imtrans.nets.generators",
         "imtrans.nets.norm_mode",
         "imtrans.nets.timm_unet", "imtrans.nets.discriminators", "imtrans.losses", "imtrans.augment",
+        "imtrans.d_augment",
         "imtrans.data", "imtrans.data.*", "imtrans.eval.inception", "imtrans.eval.features", "imtrans.eval.weights",
         "imtrans.eval.metrics", "imtrans.eval.stats", "imtrans.zoo.catalogue",
     ]),

@@ -51,7 +51,8 @@ def guide_blocks() -> dict[str, tuple[str, str]]:
 BLOCKS = guide_blocks()
 FILE_BLOCKS = {t: c for t, (lang, c) in BLOCKS.items() if t not in COMMAND_BLOCKS}
 #: file blocks with their own test below (the others are written into the project and used there)
-STANDALONE = ("every_hook.py", "compat.py", "tiny_generator.py", "feature_term.py", "plugins/imtrans-cut/pyproject.toml")
+STANDALONE = ("every_hook.py", "compat.py", "tiny_generator.py", "feature_term.py", "d_augment_noise.py",
+              "plugins/imtrans-cut/pyproject.toml")
 
 
 def commands(title: str) -> list[list[str]]:
@@ -188,7 +189,8 @@ def test_every_hook_block(tmp_path, fresh_plugins):
     assert info.error is None, info.error
     assert info.parts == {
         "generator": ["tiny_resnet"], "discriminator": ["tiny_patchgan"], "loss": ["zero"],
-        "augmentation": ["no_flip"], "domain": ["flat"], "scheme": ["cyclegan_again"],
+        "augmentation": ["no_flip"], "d_augment": ["diffaugment_again"], "domain": ["flat"],
+        "scheme": ["cyclegan_again"],
         "pretrained": ["flat2flat"], "logger": ["lines"],
     }
     assert registry.build("pretrained", "flat2flat").summary == "flat grey -> flat grey (cyclegan_again)"
@@ -268,3 +270,29 @@ def test_feature_term_block_is_a_translation_term(fresh_plugins, tmp_path):
     s.setup(batch)
     losses = s.train_step(batch)
     assert losses["feat"] > 0 and losses["pix"] > 0
+
+
+def test_d_augment_block_feeds_back_and_is_resumed(fresh_plugins, tmp_path):
+    """The guide's adaptive noise: built from a recipe, G's gradient passes, D's feedback moves its buffer."""
+    from conftest import tiny_recipe_data
+    from imtrans import registry
+    from imtrans.recipe import recipe_from_dict
+
+    fresh_plugins.load_plugins(objects={"noise": block_module("d_augment_noise.py")}, reload=True)
+    data = tiny_recipe_data(tmp_path, "t")
+    data["model"]["d_augment"] = {"name": "noise", "step": 0.05}
+    r = recipe_from_dict(data)
+    s = registry.build_spec("scheme", r.scheme.as_dict(), r)
+    aug = s.d_augment["D_B"]
+    x = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    s.update_d_augment("D_B", torch.full((2, 1, 4, 4), 0.9))  # lsgan: 0.9 is "real": D too sure, std rises
+    assert float(aug.std) == pytest.approx(0.05)
+    y = aug(x)
+    assert y.abs().sum() > 0
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(x))
+    batch = {k: torch.rand(2, 3, 32, 32) * 2 - 1 for k in ("a", "b")}
+    s.setup(batch)
+    s.train_step(batch)
+    state = s.training_state()["d_augment"]
+    assert set(state) == {"D_A", "D_B"} and "std" in state["D_B"]

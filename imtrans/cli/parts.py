@@ -17,8 +17,8 @@ from imtrans.cli._console import console, err_console
 @app.command("list")
 def list_parts(
     kind: Optional[str] = typer.Argument(
-        None, help="generator, discriminator, loss, augmentation, domain, scheme, pretrained, feature_extractor "
-        "or logger (default: all)."
+        None, help="generator, discriminator, loss, augmentation, d_augment, domain, scheme, pretrained, "
+        "feature_extractor or logger (default: all)."
     ),
     params: bool = typer.Option(False, "--params", help="Also show each part's parameters and defaults."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output (with parameters and defaults)."),

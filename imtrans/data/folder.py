@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Optional
 
 from PIL import Image
+from pydantic import Field
 
 from imtrans.data.imageio import IMAGE_EXTENSIONS, list_images, open_rgb
 from imtrans.errors import ImtransError
@@ -16,10 +17,11 @@ class FolderDomain:
 
     ``split`` is accepted for the domain contract but not used: the folder *is*
     the split.  Indices follow the sorted relative paths, so they are stable
-    across machines.
+    across machines.  ``limit`` keeps only the first ``limit`` of them: the same
+    subset on every machine (limited-data experiments).
     """
 
-    def __init__(self, split: str, path: str, recursive: bool = True):
+    def __init__(self, split: str, path: str, recursive: bool = True, limit: Optional[int] = None):
         root = Path(path).expanduser()
         if not root.exists():
             raise ImtransError(f"image folder '{root}' does not exist; check the path")
@@ -28,7 +30,7 @@ class FolderDomain:
         self.split = split
         self.root = root
         self.recursive = recursive
-        self.paths: list[Path] = list_images(root, recursive=recursive)
+        self.paths: list[Path] = list_images(root, recursive=recursive)[:limit]
         if not self.paths:
             where = "under" if recursive else "directly in"
             raise ImtransError(
@@ -51,9 +53,16 @@ class FolderDomain:
         return f"FolderDomain('{self.root}', {len(self)} images)"
 
 
-def folder(split: str, path: str, recursive: bool = True) -> FolderDomain:
-    """Every image under a folder (``path``), searched recursively unless ``recursive=false``."""
-    return FolderDomain(split, path, recursive=recursive)
+#: at least one image, when a limit is given
+Limit = Optional[Annotated[int, Field(ge=1)]]
+
+
+def folder(split: str, path: str, recursive: bool = True, limit: Limit = None) -> FolderDomain:
+    """Every image under a folder (``path``), searched recursively unless ``recursive=false``.
+
+    ``limit``: only the first N images in sorted path order (a deterministic subset).
+    """
+    return FolderDomain(split, path, recursive=recursive, limit=limit)
 
 
 def _candidates(split: str, side: str) -> list[str]:
@@ -62,18 +71,19 @@ def _candidates(split: str, side: str) -> list[str]:
     return [f"{split}{up}", f"{split}_{up}", f"{split}_{lo}", f"{split}{lo}"]
 
 
-def layout(split: str, root: str, side: Literal["a", "b"], dataset: str = "") -> FolderDomain:
+def layout(split: str, root: str, side: Literal["a", "b"], dataset: str = "", limit: Limit = None) -> FolderDomain:
     """One side of the standard unpaired layout ROOT/{trainA,trainB,testA,testB}.
 
     ``train_A`` and ``train_a`` spellings are accepted too.  ``dataset`` (e.g.
     ``horse2zebra``) only improves the error message when the folder is missing:
-    it then names the download command.
+    it then names the download command.  ``limit``: only the first N images in
+    sorted path order (a deterministic subset, e.g. 100 per side for limited-data runs).
     """
     base = Path(root).expanduser()
     names = _candidates(split, side)
     for n in names:
         if (base / n).is_dir():
-            return FolderDomain(split, str(base / n))
+            return FolderDomain(split, str(base / n), limit=limit)
     missing = base / names[0]
     msg = f"dataset folder '{missing}' not found (also looked for {', '.join(names[1:])})"
     if dataset:

@@ -25,6 +25,7 @@ from torch import nn
 from imtrans import registry
 from imtrans.build import build_part
 from imtrans.errors import ImtransError
+from imtrans.schemes.d_augment import DAugmentMixin
 from imtrans.schemes.terms import ExtraTerm
 
 
@@ -195,8 +196,8 @@ def build_network(kind: str, spec) -> nn.Module:
     return net
 
 
-class Scheme(nn.Module):
-    """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``)."""
+class Scheme(DAugmentMixin, nn.Module):
+    """Base class: networks live in ``self.nets`` (an ``nn.ModuleDict``); ``[model.d_augment]`` via :class:`DAugmentMixin`."""
 
     #: names of the translation networks, e.g. {"a2b": "G", "b2a": "F"}
     translators: dict[str, str] = {}
@@ -215,6 +216,8 @@ class Scheme(nn.Module):
         self._schedulers: dict[str, Any] = {}
         self._wrapped: dict[str, nn.Module] = {}
         self.rank = 0
+        #: discriminator name -> its augmentation (filled by build_d_augment; empty: D sees inputs unchanged)
+        self.d_augment = nn.ModuleDict()
 
     # -- wiring --------------------------------------------------------------
     @property
@@ -362,6 +365,9 @@ class Scheme(nn.Module):
             "schedulers": {k: s.state_dict() for k, s in self._schedulers.items()},
             "scheme": self.extra_state(),
         }
+        aug = self.d_augment_state()
+        if aug:  # ADA's probability and counters: resumed exactly, the same on every rank
+            st["d_augment"] = aug
         scaler = self.precision.state_dict()
         if scaler:
             st["scaler"] = scaler
@@ -387,6 +393,7 @@ class Scheme(nn.Module):
                 group["initial_lr"] = lr
             fast_forward(s, restart_schedule_at)
         self.load_extra_state(state.get("scheme", {}) if extra is None else extra)
+        self.load_d_augment_state(state.get("d_augment") or {})
         self.precision.load_state_dict(state.get("scaler", {}))
 
     @torch.no_grad()

@@ -78,6 +78,7 @@ class CycleGAN(Scheme):
         self.nets["F"] = build_network("generator", m.generator_b or m.generator)
         self.nets["D_A"] = build_network("discriminator", m.discriminator_b or m.discriminator)
         self.nets["D_B"] = build_network("discriminator", m.discriminator)
+        self.build_d_augment("D_A", "D_B")  # [model.d_augment]: every input of both discriminators
 
         self.gan, self.w_gan = self.build_loss("gan")
         self.cycle, w_cycle = self.build_loss("cycle")
@@ -132,8 +133,9 @@ class CycleGAN(Scheme):
             rec_a = F(fake_b)
             fake_a = F(real_b)
             rec_b = G(fake_a)
-            L["G_gan_b"] = self.w_gan * self.gan(D_B(fake_b), True, for_discriminator=False)
-            L["F_gan_a"] = self.w_gan * self.gan(D_A(fake_a), True, for_discriminator=False)
+            aug = self.augment_d  # identity without [model.d_augment]; G's gradient flows through it
+            L["G_gan_b"] = self.w_gan * self.gan(D_B(aug("D_B", fake_b)), True, for_discriminator=False)
+            L["F_gan_a"] = self.w_gan * self.gan(D_A(aug("D_A", fake_a)), True, for_discriminator=False)
             L["cycle_a"] = self.lambda_A * self.cycle(rec_a, real_a)
             L["cycle_b"] = self.lambda_B * self.cycle(rec_b, real_b)
             if self.lambda_idt > 0:
@@ -155,10 +157,14 @@ class CycleGAN(Scheme):
         pool_a = self.pool_a.query(fake_a.detach())
         D_A, D_B = self.run("D_A"), self.run("D_B")
         with amp.autocast():
-            L["D_B"] = discriminator_loss(self.gan, D_B(real_b), D_B(pool_b))[0]
-            L["D_A"] = discriminator_loss(self.gan, D_A(real_a), D_A(pool_a))[0]
+            real_pred_b = D_B(aug("D_B", real_b))
+            L["D_B"] = discriminator_loss(self.gan, real_pred_b, D_B(aug("D_B", pool_b)))[0]
+            real_pred_a = D_A(aug("D_A", real_a))
+            L["D_A"] = discriminator_loss(self.gan, real_pred_a, D_A(aug("D_A", pool_a)))[0]
         amp.backward(L["D_A"] + L["D_B"])
         amp.step(opt_d)
+        self.update_d_augment("D_B", real_pred_b)  # ADA: how sure each D is of the reals
+        self.update_d_augment("D_A", real_pred_a)
         amp.update()
         L["G_total"] = loss_g
         return {k: v.detach() for k, v in L.items()}

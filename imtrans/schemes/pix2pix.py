@@ -99,6 +99,7 @@ class Pix2Pix(Scheme):
         self.nets["G"] = build_network("generator", m.generator)
         self.nets["D"] = build_network("discriminator", m.discriminator)
         self._check_channels(recipe)
+        self.build_d_augment("D")  # [model.d_augment]: on the stacked pair, real and fake alike
 
         from imtrans.recipe import LossSpec
 
@@ -147,18 +148,21 @@ class Pix2Pix(Scheme):
         set_requires_grad([self.nets["D"]], True)
         opt_d.zero_grad(set_to_none=True)
         fake_ab = self.pool.query(torch.cat([real_a, fake_b.detach()], 1))
+        aug = self.augment_d  # identity without [model.d_augment]
         with amp.autocast():
-            pred_fake = D(fake_ab)
-            loss_d, real, fake = discriminator_loss(self.gan, D(torch.cat([real_a, real_b], 1)), pred_fake)
+            pred_fake = D(aug("D", fake_ab))
+            pred_real = D(aug("D", torch.cat([real_a, real_b], 1)))
+            loss_d, real, fake = discriminator_loss(self.gan, pred_real, pred_fake)
             L["D_fake"], L["D_real"] = fake, real
         amp.backward(loss_d)
         amp.step(opt_d)
+        self.update_d_augment("D", pred_real)
 
         # generator against the updated D, which is frozen; D unwrapped: a DDP forward would wait for its grads
         set_requires_grad([self.nets["D"]], False)
         opt_g.zero_grad(set_to_none=True)
         with amp.autocast():
-            pred = self.nets["D"](torch.cat([real_a, fake_b], 1))
+            pred = self.nets["D"](aug("D", torch.cat([real_a, fake_b], 1)))  # G's gradient passes through
             L["G_GAN"] = self.w_gan * self.gan(pred, True, for_discriminator=False)
             L["G_L1"] = self.lambda_L1 * self.l1(fake_b.float(), real_b.float())
             loss_g = L["G_GAN"] + L["G_L1"]

@@ -82,6 +82,7 @@ class CUT(Scheme):
         # (CUT's recipes set init = "xavier" there, the official CUT default).
         self.nets["G"] = build_part("generator", m.generator.as_dict())  # then zoo weights, if it names some
         self.nets["D"] = registry.build_spec("discriminator", m.discriminator.as_dict())
+        self.build_d_augment("D")  # [model.d_augment]: every input of D, real and fake
 
         self.gan, self.lambda_GAN = self.build_loss("gan", default_weight=1.0)
         self.nce, self.lambda_NCE = self.build_loss("nce", "patchnce", default_weight=defaults["lambda_NCE"])
@@ -141,12 +142,15 @@ class CUT(Scheme):
         set_requires_grad([D], True)
         opt_d = self._optimizers["D"]
         opt_d.zero_grad(set_to_none=True)
+        aug = self.augment_d  # identity without [model.d_augment]
         with amp.autocast():
-            L["D_fake"] = self.gan(D(fake_b.detach()), False)
-            L["D_real"] = self.gan(D(real_b), True)
+            L["D_fake"] = self.gan(D(aug("D", fake_b.detach())), False)
+            pred_real = D(aug("D", real_b))
+            L["D_real"] = self.gan(pred_real, True)
             loss_d = 0.5 * (L["D_fake"] + L["D_real"])
         amp.backward(loss_d)
         amp.step(opt_d)
+        self.update_d_augment("D", pred_real)
         L["D"] = loss_d
 
         # generator and PatchNCE heads, discriminator frozen
@@ -154,7 +158,7 @@ class CUT(Scheme):
         opt_g = self._optimizers["G"]
         opt_g.zero_grad(set_to_none=True)
         with amp.autocast():
-            L["G_GAN"] = self.lambda_GAN * self.gan(D(fake_b), True, for_discriminator=False)
+            L["G_GAN"] = self.lambda_GAN * self.gan(D(aug("D", fake_b)), True, for_discriminator=False)
             # src is never flipped: mirroring the output features back is what ties them
             # to the unflipped source (flip-equivariance)
             L["NCE"] = self._nce(real_a, fake_b, flipped)
