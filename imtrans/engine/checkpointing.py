@@ -2,7 +2,7 @@
 
 The on-disk format lives in :mod:`imtrans.engine.checkpoint` (atomic writes: :mod:`imtrans.atomic`); this module
 decides *what* goes into a checkpoint of a run (weights with the part specs that rebuild them,
-the scheme's training state, RNG streams, the position in the data) and *which* checkpoint:
+less a loss's frozen parameters, which its spec rebuilds; the scheme's training state, RNG streams, the position in the data) and *which* checkpoint:
 ``latest`` keeps everything (exact resume), ``epoch_N`` snapshots keep weights only unless
 ``train.snapshot_state`` asks for all, ``best`` the weights with the lowest evaluation score.
 """
