@@ -2,8 +2,8 @@
 
 Validating parameters against each part's model catches wrong keys and types;
 a constructor's own checks (``patchnce`` layers, a generator's channel
-counts, a domain's folder, an extra term's declared ``term_kind``) run only
-when the part is built.  :func:`build_parts` builds them all, the networks on
+counts, a domain's folder, an extra term's declared ``term_kind``, a feature
+extractor's parameters) run only when the part is built.  :func:`build_parts` builds them all, the networks on
 the ``meta`` device (shapes without memory or initialisation cost), so that
 ``imtrans check`` reports what ``imtrans run`` would, before
 ``recipe.resolved.toml`` is written.
@@ -20,12 +20,14 @@ from imtrans.errors import ImtransError
 from imtrans.recipe import Recipe
 
 
-def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, Any]:
-    """Build the scheme (its networks and losses), the augmentations and the domains; return them by role.
+def build_parts(recipe: Recipe, warnings: list[str] | None = None, notes: list[str] | None = None) -> dict[str, Any]:
+    """Build the scheme (its networks and losses), the augmentations, the FID/KID feature extractor
+    and the domains; return them by role.
 
     With a ``warnings`` list, a training domain that cannot be built here (its data is not downloaded
     yet, say) is reported there instead of raised: the recipe itself is valid, this machine just
-    cannot run it yet.
+    cannot run it yet.  ``notes`` gets what the run would say without stopping (FID/KID skipped
+    because the extractor's weights are not here).
     """
     from imtrans.engine.data import build_paired, domain_specs, scheme_is_paired  # where training finds its data
 
@@ -40,6 +42,9 @@ def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, 
                     f"{recipe.source}: scheme '{recipe.scheme.name}' does not apply [model.d_augment] (it never "
                     "calls Scheme.build_d_augment), so the augmentation would silently do nothing; remove "
                     "[model.d_augment] or use a scheme that applies it (cyclegan, pix2pix, cut)")
+        extractor = build_eval_features(recipe, notes if notes is not None else [])
+    if extractor is not None:
+        out["eval_features"] = extractor
     if scheme_is_paired(recipe):
         # pairs come from one aligned layout (ROOT/train, ROOT/test) or [data.a], built as `run` builds them
         try:
@@ -62,6 +67,26 @@ def build_parts(recipe: Recipe, warnings: list[str] | None = None) -> dict[str, 
                 raise
             warnings.append(f"data.{key}: {e}")
     return out
+
+
+def build_eval_features(recipe: Recipe, notes: list[str]) -> Any:
+    """The recipe's ``train.eval_features`` as a run builds it (``None`` without ``eval_fid``); never downloads.
+
+    Weights that are not on this machine go to ``notes`` (the run skips FID/KID and says so); any
+    other failure of its constructor is the recipe's mistake, raised naming the key.
+    """
+    from imtrans.eval.evaluate import extractor_from_spec
+    from imtrans.eval.weights import WeightsUnavailableError
+
+    if not recipe.train.eval_fid:
+        return None
+    try:
+        return extractor_from_spec(recipe.train.eval_features.as_dict(), download=False)
+    except WeightsUnavailableError as e:
+        notes.append(f"train.eval_features: FID/KID will be skipped during training: {e}")
+    except ImtransError as e:
+        raise ImtransError(f"train.eval_features: {e}") from None
+    return None
 
 
 def describe_domain(key: str, domain: Any, limit: int = 20_000) -> str:

@@ -23,7 +23,8 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     extractor: str = typer.Option("inception_v3_fid", "--extractor", help="Registered feature extractor (imtrans list feature_extractor)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Extractor weights file (default: cache, then download)."),
-    resize: str = typer.Option("clean", "--resize", help="clean (clean-fid, antialiased) or legacy_pytorch (pytorch-fid)."),
+    resize: Optional[str] = typer.Option(None, "--resize", help="clean (clean-fid, antialiased; inception_v3_fid's default) or legacy_pytorch (pytorch-fid): the extractor's resize parameter."),
+    feature_param: list[str] = typer.Option([], "--feature-param", "-p", metavar="KEY=VALUE", help="Feature-extractor parameter: -p layer=3 (repeatable; imtrans list feature_extractor --params)."),
     size: Optional[int] = typer.Option(None, "--size", help="Resize the short side of real and source images to N px first."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", "--precision", help="Translation precision: auto, fp32, bf16 or fp16."),
@@ -37,7 +38,11 @@ def eval_(
     from imtrans.errors import ImtransError
 
     try:
-        res = _evaluate(run, direction, data, real, fake, save, extractor, weights, resize, size, device, precision,
+        from imtrans.eval.evaluate import check_sources
+
+        check_sources(run, real, fake, data)  # the folders first: building an extractor takes seconds
+        params = extractor_params(extractor, weights, resize, feature_param)
+        res = _evaluate(run, direction, data, real, fake, save, extractor, params, size, device, precision,
                         feature_precision, batch_size, kid_subsets, kid_subset_size, no_cache)
     except ImtransError as e:
         if as_json:  # a script reading stdout gets JSON either way; the message also goes to stderr
@@ -49,17 +54,45 @@ def eval_(
     _print(res)
 
 
-def _evaluate(run, direction, data, real, fake, save, extractor, weights, resize, size, device, precision,
+#: eval options that set a parameter of the feature extractor, and what to do when it has none
+_SUGAR = {"--resize": ("resize", "it resizes its input in its own preprocess"),
+          "--weights": ("weights", "set its own weights parameter with --feature-param KEY=VALUE")}
+
+
+def extractor_params(name: str, weights: Optional[str], resize: Optional[str], items: list[str]) -> dict:
+    """The extractor's parameters from ``--feature-param``, ``--resize`` and ``--weights``, validated.
+
+    Checked before anything is built: a parameter the extractor does not have is refused by
+    name, never dropped (``--resize`` used to be ignored for plugin extractors).
+    """
+    from imtrans import registry
+    from imtrans.cli._app import parse_assignments
+    from imtrans.errors import ImtransError
+
+    params = parse_assignments(items, "--feature-param", "layer=3")
+    reg = registry.get_registry("feature_extractor")
+    accepted = sorted(reg.get(name).params.model_fields)
+    for option, value in (("--resize", resize), ("--weights", weights)):
+        key, fix = _SUGAR[option]
+        if value is None:
+            continue
+        if key not in accepted:
+            raise ImtransError(
+                f"{option} {value} cannot apply: feature extractor '{name}' has no '{key}' parameter (its parameters: "
+                f"{', '.join(accepted) or 'none'}); leave {option} out ({fix})")
+        if key in params and params[key] != value:
+            raise ImtransError(f"{option} {value} and --feature-param {key}={params[key]} disagree; give one of them")
+        params[key] = value
+    reg.validate(name, params, where=f"feature extractor '{name}'")
+    return params
+
+
+def _evaluate(run, direction, data, real, fake, save, extractor, params, size, device, precision,
               feature_precision, batch_size, kid_subsets, kid_subset_size, no_cache):
     import warnings
 
     from imtrans.eval import build_extractor, evaluate_run
-    from imtrans.eval.evaluate import check_sources
 
-    check_sources(run, real, fake, data)
-    params = {"resize": resize} if extractor == "inception_v3_fid" else {}
-    if weights is not None:
-        params["weights"] = weights
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ext = build_extractor(extractor, precision=feature_precision, **params)
@@ -84,7 +117,8 @@ def _print(res) -> None:
     table.add_row("translated images", str(res.n_fake))
     table.add_row("skipped (unreadable)", str(len(res.skipped)))
     ex = res.extractor
-    table.add_row("extractor", f"{ex['extractor']} ({ex['resize']} resize)")
+    table.add_row("extractor", f"{ex['extractor']} ({ex['resize']} resize)"
+                  + "".join(f", {k}={v}" for k, v in (ex.get("params") or {}).items()))
     table.add_row("weights sha256", ex["weights_sha256"][:16] + ("..." if len(ex["weights_sha256"]) > 16 else ""))
     table.add_row("seconds", f"{res.seconds:.1f}")
     console.print(table)

@@ -104,7 +104,8 @@ def check(
     check_run(recipe, list(set_))  # a run directory with a checkpoint: are its plugins installed?
     r = load_recipe(recipe, set_)
     missing: list[str] = []
-    built = build_parts(r, warnings=missing)
+    notes: list[str] = []
+    built = build_parts(r, warnings=missing, notes=notes)
     for key, part in built.items():  # what each folder holds, on stderr: stdout stays valid TOML
         if not key.startswith("data.") or not hasattr(part, "__len__"):
             continue
@@ -115,6 +116,8 @@ def check(
         else:
             line = describe_domain(key, part)
         err_console.print(line, highlight=False, soft_wrap=True, markup=False)
+    for n in notes:  # facts of this machine the run reports too, not mistakes
+        err_console.print(n, highlight=False, soft_wrap=True, markup=False)
     for w in missing:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     status = f"{recipe} is valid (run directory: {Path(r.output.root) / r.run_name()})"

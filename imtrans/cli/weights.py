@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from imtrans.cli._app import app
+from imtrans.cli._app import app, parse_assignments
 from imtrans.cli._console import console
-
-
-def _parse_sets(items: list[str]) -> dict:
-    from imtrans.errors import ImtransError
-
-    params: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ImtransError(f"--set '{item}' is not KEY=VALUE; e.g. --set n_blocks=9")
-        k, v = item.split("=", 1)
-        try:
-            params[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            params[k.strip()] = v  # a bare word such as norm=batch
-    return params
 
 
 @app.command("import-weights")
@@ -38,5 +22,5 @@ def import_weights(
     """Convert official pytorch-CycleGAN-and-pix2pix weights into an imtrans .safetensors file."""
     from imtrans.nets.official import import_official_weights
 
-    path = import_official_weights(pth, part, _parse_sets(set_), out, role=role)  # type: ignore[arg-type]
+    path = import_official_weights(pth, part, parse_assignments(set_), out, role=role)  # type: ignore[arg-type]
     console.print(f"[green]imported[/] {pth} as {part} -> {path}", highlight=False)

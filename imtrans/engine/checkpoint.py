@@ -3,7 +3,8 @@
 A checkpoint is a directory::
 
     checkpoints/latest/
-        weights.safetensors   every network's weights, keys "<net>.<param>";
+        weights.safetensors   every network's weights, keys "<net>.<param>" (a loss's frozen
+                              parameters left out: :func:`frozen_keys`);
                               metadata "imtrans" = JSON {format, scheme, step, epoch,
                               nets: {net: {kind, spec: {name, **params}}}, translators, recipe}
         state.safetensors     optimiser / scheduler / pool / RNG / step state:
@@ -17,12 +18,13 @@ loadable checkpoint (:func:`resolve_checkpoint` falls back to ``latest.old``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -32,6 +34,7 @@ from safetensors.torch import save as st_save
 from imtrans.atomic import atomic_path, default_dir_mode, fsync_dir
 from imtrans.errors import ImtransError
 from imtrans.recipe_files import tomllib
+from imtrans.registry import record_of
 from imtrans.statedict import check_keys
 
 FORMAT = 1
@@ -118,10 +121,45 @@ def _weights_layout(nets, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor]
     # The weights format in one place: "<net>.<param>" keys, metadata "imtrans" = meta + format.
     weights: dict[str, torch.Tensor] = {}
     for name, net in nets.items():
-        sd = net.state_dict() if isinstance(net, torch.nn.Module) else net
+        sd = saved_state(net) if isinstance(net, torch.nn.Module) else net
         for k, v in sd.items():
             weights[f"{name}.{k}"] = v
     return weights, {"imtrans": json.dumps(dict(meta, format=FORMAT))}
+
+
+def frozen_keys(net: torch.nn.Module) -> set[str]:
+    """The state-dict keys of ``net`` that checkpoints leave out: the frozen parameters of a loss.
+
+    The rule: a module built as a **loss** (its :class:`~imtrans.registry.PartRecord` says so) leaves
+    out its parameters with ``requires_grad = False`` (a perceptual loss's pretrained backbone): they
+    never train, and the loss rebuilds them from its spec.  Never a scheme's networks (the schemes
+    switch a discriminator's ``requires_grad`` off during the generator step, and a generator's
+    frozen encoder may come from a file that is not there at translate time), never buffers (a frozen
+    backbone's batch-norm statistics still move in train mode, and they are small).  A loss that
+    changes its frozen parameters itself, or freezes some only for a while, sets
+    ``checkpoint_frozen = True`` and is saved whole.
+    """
+    rec = record_of(net)
+    if rec is None or rec.kind != "loss" or getattr(net, "checkpoint_frozen", False):
+        return set()
+    return {k for k, p in net.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
+def saved_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``net.state_dict()`` without its :func:`frozen_keys`: what a checkpoint stores of it."""
+    leave_out = frozen_keys(net)
+    return {k: v for k, v in net.state_dict().items() if k not in leave_out}
+
+
+def frozen_digest(net: torch.nn.Module, keys: Collection[str]) -> str:
+    """sha256 of the tensors ``keys`` of ``net`` (names, dtypes, shapes, bytes): tells a rebuilt frozen part apart."""
+    sd = net.state_dict()
+    h = hashlib.sha256()
+    for k in sorted(keys):
+        t = sd[k].detach().cpu().contiguous()
+        h.update(f"{k}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
 
 
 def _save_st(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -285,8 +323,14 @@ def load_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
-    """Load a state dict strictly, naming the first mismatched key and shape on failure."""
-    check_keys(net.state_dict(), weights, f"{where} does not fit this network", "it was saved for another architecture",
+def load_into(net: torch.nn.Module, weights: dict[str, torch.Tensor], where: str,
+              optional: Collection[str] = ()) -> None:
+    """Load a state dict strictly, naming the first mismatched key and shape on failure.
+
+    ``optional`` keys (a loss's :func:`frozen_keys`, kept as built) may be absent from ``weights``;
+    when present (a checkpoint written before they were left out) they are checked and loaded too.
+    """
+    expected = {k: v for k, v in net.state_dict().items() if k not in optional or k in weights}
+    check_keys(expected, weights, f"{where} does not fit this network", "it was saved for another architecture",
                CheckpointError)
-    net.load_state_dict(weights, strict=True)
+    net.load_state_dict(weights, strict=not optional)

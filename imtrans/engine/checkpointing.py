@@ -2,7 +2,7 @@
 
 The on-disk format lives in :mod:`imtrans.engine.checkpoint` (atomic writes: :mod:`imtrans.atomic`); this module
 decides *what* goes into a checkpoint of a run (weights with the part specs that rebuild them,
-the scheme's training state, RNG streams, the position in the data) and *which* checkpoint:
+less a loss's frozen parameters, which its spec rebuilds; the scheme's training state, RNG streams, the position in the data) and *which* checkpoint:
 ``latest`` keeps everything (exact resume), ``epoch_N`` snapshots keep weights only unless
 ``train.snapshot_state`` asks for all, ``best`` the weights with the lowest evaluation score.
 """
@@ -52,6 +52,7 @@ class CheckpointManager:
         self.log = log  # a RunLogger (replica checks are recorded there)
         self.saved_step: Optional[int] = None  # step of the newest checkpoint on disk
         self.best_score: Optional[float] = None
+        self._digests: dict[str, tuple[tuple, str]] = {}  # net -> (tensor stamps, sha256 of its frozen part)
 
     # -- what goes in ------------------------------------------------------------
     def meta(self, scheme, pos: Position) -> dict[str, Any]:
@@ -61,12 +62,24 @@ class CheckpointManager:
             rec = record_of(net)
             # a network not built by a registry has no spec to rebuild it from: recorded as such, never guessed
             nets[name] = {"kind": rec.kind, "spec": rec.spec, "origin": net_origin(net)} if rec is not None else {}
+            frozen = ckpt.frozen_keys(net)
+            if frozen:  # left out of the weights (rebuilt from the spec): what they were, to compare on resume
+                nets[name]["frozen"] = {"tensors": len(frozen), "sha256": self._frozen_digest(name, net, frozen)}
         meta = {"scheme": self.recipe.scheme.name, "step": pos.step, "epoch": pos.epoch, "nets": nets,
                 "translators": dict(scheme.translators), "parts": recipe_origins(self.recipe),
                 "recipe": self.recipe.to_toml()}
         if getattr(scheme, "test_mode", None) in ("train", "eval"):
             meta["test_mode"] = scheme.test_mode  # how `imtrans translate` runs G by default (imtrans.nets.norm_mode)
         return meta
+
+    def _frozen_digest(self, name: str, net: torch.nn.Module, keys: set[str]) -> str:
+        # Hashed once: frozen tensors do not change, and a large backbone would cost a copy at every save.
+        sd = net.state_dict()
+        stamp = tuple((k, sd[k].data_ptr(), sd[k]._version) for k in sorted(keys))
+        hit = self._digests.get(name)
+        if hit is None or hit[0] != stamp:
+            hit = self._digests[name] = (stamp, ckpt.frozen_digest(net, keys))
+        return hit[1]
 
     def state(self, scheme, pos: Position) -> dict[str, Any]:
         return {"step": pos.step, "epoch": pos.epoch, "step_in_epoch": pos.step_in_epoch,
@@ -170,7 +183,11 @@ class CheckpointManager:
 
     def _load_unchecked(self, scheme, path: Path) -> Resumed:
         for name, net in scheme.networks().items():
-            ckpt.load_into(net, ckpt.load_weights(path, name), f"{path} ({name})")
+            frozen = ckpt.frozen_keys(net)
+            weights = ckpt.load_weights(path, name)
+            ckpt.load_into(net, weights, f"{path} ({name})", optional=frozen)
+            if frozen - weights.keys():
+                self._check_rebuilt(path, name, net, frozen)
         st = ckpt.load_state(path)
         pos = Position(int(st["step"]), int(st["epoch"]), int(st["step_in_epoch"]))
         mine = st
@@ -185,6 +202,16 @@ class CheckpointManager:
         if "rng" in mine:
             set_rng_state(mine["rng"])
         return Resumed(pos, changes)
+
+    def _check_rebuilt(self, path: Path, name: str, net: torch.nn.Module, frozen: set[str]) -> None:
+        """Warn when a loss's frozen part, rebuilt from its spec, is not the one the run was trained with."""
+        info = (ckpt.read_meta(path).get("nets") or {}).get(name) or {}
+        want = (info.get("frozen") or {}).get("sha256")
+        if want and want != self._frozen_digest(name, net, frozen):
+            logging.getLogger("imtrans.train").warning(
+                "%s: the frozen parameters of %s, rebuilt from its spec, differ from those the run was trained with "
+                "(its pretrained weights changed?); training goes on with the rebuilt ones, so it is not an exact "
+                "resume — restore the original weights for one", path, name)
 
     def _schedule_changes(self, path: Path) -> dict[str, tuple[Any, Any]]:
         """Schedule keys whose value in the checkpoint's recipe differs from this run's recipe."""

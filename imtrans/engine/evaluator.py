@@ -36,15 +36,11 @@ class Evaluator:
             self.best_key = "fid_a2b"
 
     def _extractor(self, spec: dict[str, Any]):
-        from imtrans import registry
         from imtrans.errors import ImtransError
-        from imtrans.eval import build_extractor
+        from imtrans.eval.evaluate import extractor_from_spec
 
-        params = {k: v for k, v in spec.items() if k != "name"}
         try:
-            if "download" in registry.get_registry("feature_extractor").get(spec["name"]).params.model_fields:
-                params.setdefault("download", False)  # never a 100 MB download in the middle of a run
-            return build_extractor(spec["name"], **params)
+            return extractor_from_spec(spec)  # never a 100 MB download in the middle of a run
         except ImtransError as e:
             self.notes.append(f"FID/KID skipped: {e}")
             return None

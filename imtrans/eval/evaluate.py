@@ -230,6 +230,20 @@ def build_extractor(name: str = "inception_v3_fid", precision: Precision = "fp32
     return ext.set_precision(precision)
 
 
+def extractor_from_spec(spec: dict[str, Any], download: bool = False) -> FeatureExtractor:
+    """A recipe's ``train.eval_features`` built; weights are not downloaded unless ``download`` (never mid-run).
+
+    Raises :class:`~imtrans.eval.weights.WeightsUnavailableError` when the weights are not on this
+    machine, another :class:`ImtransError` when the spec itself is wrong.
+    """
+    from imtrans import registry
+
+    params = {k: v for k, v in spec.items() if k != "name"}
+    if "download" in registry.get_registry("feature_extractor").get(spec["name"]).params.model_fields:
+        params.setdefault("download", download)
+    return build_extractor(spec["name"], **params)
+
+
 def fid_kid_for_run(
     translate: TranslateFn,
     source: Any,
@@ -297,6 +311,12 @@ def check_sources(run: Any, real: Any, fake: Any, data_root: Any) -> None:
         raise ImtransError("give a RUN to translate the held-out split, or --fake DIR with translated images")
     if real is None and run is None and data_root is None:
         raise ImtransError("--fake DIR needs --real DIR (or --data ROOT, or a RUN whose recipe names the split)")
+    # before the extractor is built (seconds, or a weights download) for folders that are not there
+    for option, path, what in (("--real", real, "real target-domain images"), ("--fake", fake, "translated images"),
+                               ("--data", data_root, "an unpaired layout with testA/testB")):
+        if path is not None and not Path(path).expanduser().is_dir():
+            state = "is not a folder" if Path(path).expanduser().exists() else "does not exist"
+            raise ImtransError(f"{option} {path} {state}; give a folder of {what}")
 
 
 def evaluate_run(

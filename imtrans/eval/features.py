@@ -41,6 +41,8 @@ from imtrans.registry import record_of
 ResizeMode = Literal["clean", "legacy_pytorch"]
 Precision = Literal["fp32", "bf16"]
 RESIZE_MODES: tuple[str, ...] = ("clean", "legacy_pytorch")
+#: extractor parameters that do not change its features beyond what identity() names already
+_NOT_IDENTITY = ("weights", "download", "resize")
 
 
 class FeatureExtractor(nn.Module):
@@ -66,8 +68,18 @@ class FeatureExtractor(nn.Module):
         return rec.name if rec is not None else type(self).__name__
 
     def identity(self) -> dict[str, Any]:
-        """What a result must name so it is never compared with another extractor's by mistake."""
-        return {"extractor": self.name, "weights_sha256": self.weights_sha256, "resize": self.resize, "dim": self.dim}
+        """What a result must name so it is never compared with another extractor's by mistake.
+
+        The part's other parameters (a plugin's ``layer``, say) are part of it too, so cached
+        reference features of one setting are never reused for another; where the weights
+        came from is not (their checksum is), nor whether they could be downloaded.
+        """
+        ident = {"extractor": self.name, "weights_sha256": self.weights_sha256, "resize": self.resize, "dim": self.dim}
+        rec = record_of(self)
+        params = {k: v for k, v in (rec.params if rec is not None else {}).items() if k not in _NOT_IDENTITY}
+        if params:
+            ident["params"] = params
+        return ident
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         """One ``uint8 [3, H, W]`` image -> the network's float input ``[3, S, S]`` (CPU)."""
@@ -141,12 +153,13 @@ def inception_v3_fid(weights: Optional[str] = None, resize: ResizeMode = "clean"
     its numbers mean nothing).  ``resize``: ``clean`` (clean-fid, antialiased)
     or ``legacy_pytorch`` (pytorch-fid's bilinear).
     """
-    from imtrans.eval.inception import FIDInceptionV3
     from imtrans.eval.weights import load_resolved_weights, resolve_weights
 
     # Resolved once: hashing the 95 MB file (and warning about a file other than the published one)
-    # happens once per extractor.
+    # happens once per extractor; and first, so that missing weights cost no torchvision import.
     resolved = None if weights == "random" else resolve_weights(weights, download=download)
+    from imtrans.eval.inception import FIDInceptionV3
+
     # Layer construction draws initial weights from the global RNG; a trainer building this
     # extractor mid-run must not see its random streams move (exact resume), so fork them.
     with torch.random.fork_rng(devices=[]):

@@ -34,6 +34,14 @@ FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fi
 FID_WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
+class WeightsUnavailableError(ImtransError):
+    """The weights are not on this machine (no file, no cached copy, no download): the recipe may still be right.
+
+    A plugin extractor raises it for the same case, so that ``imtrans check`` notes it instead of
+    refusing the recipe and a run skips FID/KID with that sentence.
+    """
+
+
 class WeightsWarning(UserWarning):
     """Weights that load but are not the published file: results are not comparable with published ones."""
 
@@ -74,7 +82,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise ImtransError(f"FID weights file '{p}' does not exist; give the path of {FID_WEIGHTS_FILE}")
+            raise WeightsUnavailableError(f"FID weights file '{p}' does not exist; give the path of {FID_WEIGHTS_FILE}")
         digest = _sha256(p)
         if digest != FID_WEIGHTS_SHA256:
             warnings.warn(
@@ -90,7 +98,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
                                f"{FID_WEIGHTS_SHA256}; delete the file and run again")
         return dest, digest
     if not download:
-        raise ImtransError(_offline_message(dest, "downloads are off"))
+        raise WeightsUnavailableError(_offline_message(dest, "downloads are off"))
     try:
         download_weights(dest, url=url, sha256=FID_WEIGHTS_SHA256, progress=progress)
     except ImtransError as e:
@@ -98,7 +106,7 @@ def resolve_weights(path: Optional[str | os.PathLike] = None, *, download: bool 
             raise
         # "downloading 'URL' failed (reason); ..." -> "failed (reason)": the URL is named once, below.
         reason = re.sub(r"^downloading '.*?' ", "", str(e).split(";")[0])
-        raise ImtransError(_offline_message(dest, f"the download {reason}")) from None
+        raise WeightsUnavailableError(_offline_message(dest, f"the download {reason}")) from None
     return dest, FID_WEIGHTS_SHA256
 
 
