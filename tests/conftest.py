@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,3 +97,17 @@ def tiny_recipe_data(root: Path, name: str, **train) -> dict:
                   "eval_images": 4, **train},
         "output": {"root": str(root), "name": name},
     }
+
+
+def build_wheel(tmp: Path, project: Path = ROOT, package: str = "imtrans") -> Path:
+    """A project's wheel, built offline from a copy of it (an in-tree build would leave build/ in the checkout)."""
+    src = tmp / "src"
+    src.mkdir()
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(project / f, src / f)
+    shutil.copytree(project / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi"))
+    out = tmp / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(src)], check=True, capture_output=True, timeout=300)
+    (wheel,) = out.glob("*.whl")
+    return wheel

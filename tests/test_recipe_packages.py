@@ -12,7 +12,6 @@ import importlib
 import importlib.metadata as md
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, build_wheel, run_cli
 from imtrans import __version__
 from imtrans.errors import RecipeError
 from imtrans.recipe import load_recipe
@@ -238,22 +237,8 @@ def test_run_a_packaged_recipe_records_where_it_came_from(tmp_path):
     assert Path(first.split(" = ", 1)[1].rsplit(" (", 1)[0]).resolve() == (ROOT / "imtrans" / "recipes" / "quickstart.toml").resolve()
 
 
-def _build_wheel(tmp: Path, project: Path = ROOT, package: str = "imtrans") -> Path:
-    """A project's wheel, built offline from a copy of it (an in-tree build would leave build/ in the checkout)."""
-    src = tmp / "src"
-    src.mkdir()
-    for f in ("pyproject.toml", "README.md"):
-        shutil.copy(project / f, src / f)
-    shutil.copytree(project / package, src / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi"))
-    out = tmp / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-index", "--no-deps", "--no-build-isolation",
-                    "-w", str(out), str(src)], check=True, capture_output=True, timeout=300)
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
 def test_the_cut_plugins_wheel_ships_its_recipes(tmp_path):
-    wheel = _build_wheel(tmp_path, ROOT / "plugins" / "imtrans-cut", "imtrans_cut")
+    wheel = build_wheel(tmp_path, ROOT / "plugins" / "imtrans-cut", "imtrans_cut")
     with zipfile.ZipFile(wheel) as z:
         shipped = {n for n in z.namelist() if n.startswith("imtrans_cut/recipes/")}
     assert shipped == {f"imtrans_cut/recipes/{n}.toml"
@@ -269,7 +254,7 @@ def wheel_install(tmp_path_factory) -> dict[str, Path]:
     checkout, makes ``import imtrans`` take the wheel's copy (asserted below).
     """
     tmp = tmp_path_factory.mktemp("wheel")
-    wheel = _build_wheel(tmp)
+    wheel = build_wheel(tmp)
     target = tmp / "installed"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", str(target),
                     str(wheel)], check=True, capture_output=True, timeout=300)
