@@ -217,6 +217,22 @@ def test_cut_recipes_train_a_few_steps(tmp_path, cut_plugin, recipe, keys):
         assert Trainer(more, resume=True, progress=False, handle_signals=False).fit().steps == 3
 
 
+def test_cut_checkpoints_an_extra_terms_own_parameters(tmp_path, cut_plugin):
+    """An extra generator term with parameters (here a second PatchNCE, its heads) is trained with G,
+    so the checkpoint keeps it and a resume restores it (it was optimised but never saved)."""
+    from imtrans.engine import checkpoint as ckpt
+    from imtrans.engine.trainer import Trainer
+
+    extra = ['losses.keep={name="patchnce", nc=16, num_patches=16}']
+    res = Trainer(cut_recipe(tmp_path, "fastcut_horse2zebra.toml", extra), progress=False, handle_signals=False).fit()
+    meta = ckpt.read_meta(res.run_dir / "checkpoints" / "latest")
+    assert set(meta["nets"]) == {"G", "D", "F", "loss_keep"}
+    # the resume loads every network's keys strictly, the heads included
+    more = Trainer(cut_recipe(tmp_path, "fastcut_horse2zebra.toml", [*extra, "train.max_steps=3"]), resume=True,
+                   progress=False, handle_signals=False)
+    assert more.fit().steps == 3
+
+
 def test_cut_scheme_modes_and_heads_are_optimised(tmp_path, cut_plugin):
     from imtrans import registry
     from imtrans.errors import ImtransError

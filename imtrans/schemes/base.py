@@ -232,7 +232,14 @@ class Scheme(DAugmentMixin, nn.Module):
         raise NotImplementedError
 
     def networks(self) -> dict[str, nn.Module]:
-        return dict(self.nets.items())
+        """What a checkpoint stores as networks: ``nets``, plus each extra generator term that holds
+        parameters (PatchNCE's heads, a learned perceptual head) as ``loss_<key>``: they are trained
+        with the generators, so a resume without them would restart them from scratch."""
+        nets = dict(self.nets.items())
+        for key, term in getattr(self, "extra", {}).items():
+            if any(True for _ in term.parameters()):
+                nets[f"loss_{key}"] = term
+        return nets
 
     # -- losses ----------------------------------------------------------------
     def build_loss(

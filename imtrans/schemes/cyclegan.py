@@ -93,14 +93,6 @@ class CycleGAN(Scheme):
         self.pool_a = ImagePool(pool_size, seed + 101)  # fakes of domain A, for D_A
         self.pool_b = ImagePool(pool_size, seed + 202)  # fakes of domain B, for D_B
 
-    def networks(self) -> dict[str, nn.Module]:
-        # extra terms with parameters (e.g. PatchNCE's heads) are checkpointed like networks
-        nets = dict(self.nets.items())
-        for key, term in self.extra.items():
-            if any(True for _ in term.parameters()):
-                nets[f"loss_{key}"] = term
-        return nets
-
     # -- set-up -----------------------------------------------------------------
     def setup(self, batch: dict[str, torch.Tensor]) -> None:
         if len(self.extra):

@@ -97,8 +97,9 @@ class CUT(Scheme):
 
     # -- set-up -----------------------------------------------------------------
     def networks(self) -> dict[str, nn.Module]:
-        # The PatchNCE heads ("F" in the paper's code) are trained weights: checkpoint them too.
-        nets = dict(self.nets.items())
+        # The PatchNCE heads ("F" in the paper's code) are trained weights: checkpoint them too
+        # (and, from the base class, any extra term's own parameters).
+        nets = super().networks()
         if any(True for _ in self.nce.parameters()):
             nets["F"] = self.nce
         return nets
