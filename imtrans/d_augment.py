@@ -53,6 +53,11 @@ def _groups(x: torch.Tensor) -> torch.Tensor:
 
 # -- DiffAugment's three policies (same distributions as the paper's code) --------------------
 
+def _rounded(v: float) -> int:
+    """Half rounds up, as the paper's code sizes its shifts and cutouts (``int(size * ratio + 0.5)``): 12.5 -> 13."""
+    return int(v + 0.5)
+
+
 def _color(x: torch.Tensor) -> torch.Tensor:
     """Brightness + U(-0.5, 0.5), saturation x U(0, 2) around each pixel's mean, contrast x U(0.5, 1.5)."""
     b = x.shape[0]
@@ -68,7 +73,7 @@ def _color(x: torch.Tensor) -> torch.Tensor:
 def _translation(x: torch.Tensor, ratio: float) -> torch.Tensor:
     """Shift each sample by integers in [-ratio*H, ratio*H] x [-ratio*W, ratio*W]; zeros fill in."""
     b, c, h, w = x.shape
-    sh, sw = int(h * ratio), int(w * ratio)
+    sh, sw = _rounded(h * ratio), _rounded(w * ratio)
     if sh == 0 and sw == 0:
         return x
     ty = torch.randint(-sh, sh + 1, (b, 1), device=x.device)
@@ -83,7 +88,7 @@ def _translation(x: torch.Tensor, ratio: float) -> torch.Tensor:
 def _cutout(x: torch.Tensor, ratio: float) -> torch.Tensor:
     """Zero one rectangle of (ratio*H, ratio*W) per sample, its centre anywhere in the image (may overhang)."""
     b, _, h, w = x.shape
-    ch, cw = int(h * ratio), int(w * ratio)
+    ch, cw = _rounded(h * ratio), _rounded(w * ratio)
     if ch == 0 or cw == 0:
         return x
     # the paper's code draws the centre in [0, size + (1 - cut % 2)) and clips the rectangle to the image

@@ -122,6 +122,19 @@ def test_reals_and_fakes_get_the_same_translation_distribution(tmp_path, fresh_p
     assert gap < 0.5
 
 
+def test_diffaugment_sizes_round_half_up_as_the_papers_code():
+    """100 px at ratio 1/8 is 12.5 px: the paper's code shifts up to 13 (int(12.5 + 0.5)), and cuts 50."""
+    from imtrans.d_augment import DiffAugment
+
+    torch.manual_seed(0)
+    x = (torch.arange(100, dtype=torch.float32) + 1).view(1, 1, 100, 1).expand(400, 1, 100, 1).contiguous()
+    shift = 51 - DiffAugment(policy="translation")(x)[:, 0, 50, 0]  # row 50 shows source row 50 - shift
+    assert int(shift.abs().max()) == 13  # 27 equally likely shifts, 400 draws: +-13 appear (P miss < 1e-13)
+    cut = DiffAugment(policy="cutout", cutout=0.125)(torch.ones(400, 1, 100, 100))
+    widest = int((cut[:, 0] == 0).any(dim=1).sum(dim=1).max())  # zeroed columns of the widest cutout
+    assert widest == 13
+
+
 def test_diffaugment_policies_and_pairs():
     torch.manual_seed(0)
     half = torch.rand(64, 3, 16, 16) * 2 - 1
