@@ -106,6 +106,14 @@ def test_train_resume_export_and_translate_by_pretrained_name(site, tmp_path):
     # Inception's weights cannot be here, so an FID in the run's evaluations is the plugin extractor's
     evals = [x["metrics"] for x in lines if x["kind"] == "eval"]
     assert evals and all(m["fid_a2b"] >= 0 and m["fid_b2a"] >= 0 for m in evals)
+    # `imtrans eval RUN` measures with the run's own extractor and parameters, as training reported
+    for side, colour in (("testA", (90, 90, 90)), ("testB", (220, 220, 220))):
+        (tmp_path / "held" / side).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB", (32, 32), tuple(c + 8 * i for c in colour)).save(tmp_path / "held" / side / f"{i}.png")
+    res = json.loads(ok(cli("eval", str(run), "--data", "held", "--json", "--kid-subset-size", "4", cwd=tmp_path,
+                            site=site)))
+    assert res["extractor"]["extractor"] == "colour_stats" and res["extractor"]["params"]["levels"] == 2
     check_publish_and_translate(site, run, tmp_path)
 
 

@@ -21,7 +21,7 @@ def eval_(
     fake: Optional[Path] = typer.Option(None, "--fake", help="Folder of already translated images (nothing is translated)."),
     save: Optional[Path] = typer.Option(None, "--save", help="Also write the translated images here (PNG)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    extractor: str = typer.Option("inception_v3_fid", "--extractor", help="Registered feature extractor (imtrans list feature_extractor)."),
+    extractor: Optional[str] = typer.Option(None, "--extractor", help="Registered feature extractor (imtrans list feature_extractor); default: the run's train.eval_features, else inception_v3_fid."),
     weights: Optional[str] = typer.Option(None, "--weights", help="Extractor weights file (default: cache, then download)."),
     resize: Optional[str] = typer.Option(None, "--resize", help="clean (clean-fid, antialiased; inception_v3_fid's default) or legacy_pytorch (pytorch-fid): the extractor's resize parameter."),
     feature_param: list[str] = typer.Option([], "--feature-param", "-p", metavar="KEY=VALUE", help="Feature-extractor parameter: -p layer=3 (repeatable; imtrans list feature_extractor --params)."),
@@ -41,7 +41,8 @@ def eval_(
         from imtrans.eval.evaluate import check_sources
 
         check_sources(run, real, fake, data)  # the folders first: building an extractor takes seconds
-        params = extractor_params(extractor, weights, resize, feature_param)
+        extractor, base = (extractor, {}) if extractor else run_features(run)
+        params = extractor_params(extractor, weights, resize, feature_param, base)
         res = _evaluate(run, direction, data, real, fake, save, extractor, params, size, device, precision,
                         feature_precision, batch_size, kid_subsets, kid_subset_size, no_cache)
     except ImtransError as e:
@@ -59,8 +60,30 @@ _SUGAR = {"--resize": ("resize", "it resizes its input in its own preprocess"),
           "--weights": ("weights", "set its own weights parameter with --feature-param KEY=VALUE")}
 
 
-def extractor_params(name: str, weights: Optional[str], resize: Optional[str], items: list[str]) -> dict:
-    """The extractor's parameters from ``--feature-param``, ``--resize`` and ``--weights``, validated.
+def run_features(run: Optional[str]) -> tuple[str, dict]:
+    """The extractor a run's recipe evaluates with (``train.eval_features``) and its parameters.
+
+    So that ``imtrans eval RUN`` measures with the features the run reported during training (a
+    plugin's extractor, say); a zoo model, a file without a recipe or no run at all: Inception.
+    """
+    from imtrans.engine.checkpoint import read_meta, stored_recipe
+    from imtrans.errors import ImtransError
+
+    spec: object = None
+    if run is not None:
+        try:
+            spec = stored_recipe(read_meta(run)).get("train", {}).get("eval_features")
+        except ImtransError:  # not a run or checkpoint (a zoo name, hf-hub:...): evaluate_run resolves it
+            spec = None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return "inception_v3_fid", {}
+    return spec["name"], {k: v for k, v in spec.items() if k != "name"}
+
+
+def extractor_params(name: str, weights: Optional[str], resize: Optional[str], items: list[str],
+                     base: Optional[dict] = None) -> dict:
+    """The extractor's parameters: ``base`` (the run's recipe), then ``--feature-param``, ``--resize``
+    and ``--weights``, validated.
 
     Checked before anything is built: a parameter the extractor does not have is refused by
     name, never dropped (``--resize`` used to be ignored for plugin extractors).
@@ -83,6 +106,7 @@ def extractor_params(name: str, weights: Optional[str], resize: Optional[str], i
         if key in params and params[key] != value:
             raise ImtransError(f"{option} {value} and --feature-param {key}={params[key]} disagree; give one of them")
         params[key] = value
+    params = {**(base or {}), **params}
     reg.validate(name, params, where=f"feature extractor '{name}'")
     return params
 
