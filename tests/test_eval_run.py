@@ -119,6 +119,21 @@ def test_evaluate_run_translates_the_held_out_split(run, tmp_path, ext):
     assert (b2a.n_fake, b2a.n_real) == (4, 3)
 
 
+def test_evaluate_run_reads_the_test_split_of_the_training_domains(tmp_path, ext):
+    """A run trained on [data.a]/[data.b] domains (the quickstart's synthetic task) is evaluated on
+    their test split, as training evaluated it (it used to say the run named no held-out split)."""
+    G = registry.build("generator", "resnet", ngf=4, n_blocks=1).eval()
+    recipe = ('[data.a]\nname = "synthetic"\ntask = "glow"\nside = "a"\ncount = 6\nsize = 32\n'
+              '[data.b]\nname = "synthetic"\ntask = "glow"\nside = "b"\ncount = 5\nsize = 32\n')
+    meta = {"nets": {"G": {"kind": "generator", "spec": G.imtrans_part.spec}}, "translators": {"a2b": "G"},
+            "recipe": recipe}
+    save_checkpoint(tmp_path / "run" / "checkpoints" / "latest", {"G": G}, meta, None)
+    want_src = registry.build("domain", "synthetic", "test", task="glow", side="a", count=6, size=32)
+    want_dst = registry.build("domain", "synthetic", "test", task="glow", side="b", count=5, size=32)
+    res = evaluate_run(tmp_path / "run", "a2b", extractor=ext, device="cpu", precision="fp32", kid_subsets=5)
+    assert (res.n_fake, res.n_real) == (len(want_src), len(want_dst)) and res.fid > 0
+
+
 def test_fid_kid_for_run_takes_any_translate_function(run, ext):
     from imtrans.data.folder import layout
 

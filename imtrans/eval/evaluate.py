@@ -279,7 +279,9 @@ def held_out_domains(run: str | Path, direction: str, data_root: Optional[str | 
     """The held-out ``(source, target)`` domains of ``run`` for ``direction`` (``a2b``: testA -> testB).
 
     ``data_root`` (an unpaired layout) wins; otherwise the run's recipe (stored in
-    its checkpoint) gives ``data.test_a``/``data.test_b`` or the layout of ``data.root``.
+    its checkpoint) gives ``data.test_a``/``data.test_b``, else the test split of the training
+    domain ``[data.a]``/``[data.b]`` (the quickstart's synthetic task), else the layout of
+    ``data.root`` — the order training's own evaluation reads them in.
     """
     from imtrans import registry
     from imtrans.data.folder import layout
@@ -294,12 +296,12 @@ def held_out_domains(run: str | Path, direction: str, data_root: Optional[str | 
     data = stored_recipe(read_meta(run)).get("data") or {}
 
     def side(s: str):
-        spec = data.get(f"test_{s}")
-        if spec is not None:
+        spec = data.get(f"test_{s}") or data.get(s)
+        if isinstance(spec, dict):
             return registry.build_spec("domain", spec, "test")
         if data.get("root"):
             return layout("test", data["root"], s, data.get("dataset", ""))
-        raise ImtransError(f"{run} names no held-out split (no data.test_{s} or data.root in its recipe); "
+        raise ImtransError(f"{run} names no held-out split (no data.test_{s}, data.{s} or data.root in its recipe); "
                            "pass --data ROOT (with testA/testB) or --real DIR")
 
     return side(src), side(dst)
