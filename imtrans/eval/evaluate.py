@@ -296,12 +296,16 @@ def held_out_domains(run: str | Path, direction: str, data_root: Optional[str | 
     data = stored_recipe(read_meta(run)).get("data") or {}
 
     def side(s: str):
-        spec = data.get(f"test_{s}") or data.get(s)
-        if isinstance(spec, dict):
+        spec = data.get(f"test_{s}")
+        if spec is not None:
             return registry.build_spec("domain", spec, "test")
+        if isinstance(data.get(s), dict):
+            dom = registry.build_spec("domain", data[s], "test")
+            if hasattr(dom, "load"):  # an image domain; a pair source (pix2pix's aligned data) is not one side
+                return dom
         if data.get("root"):
             return layout("test", data["root"], s, data.get("dataset", ""))
-        raise ImtransError(f"{run} names no held-out split (no data.test_{s}, data.{s} or data.root in its recipe); "
+        raise ImtransError(f"{run} names no held-out split (its recipe has no data.test_{s}, no image domain in data.{s} and no data.root); "
                            "pass --data ROOT (with testA/testB) or --real DIR")
 
     return side(src), side(dst)
