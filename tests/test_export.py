@@ -97,3 +97,14 @@ def test_onnx_missing_names_extra(ckpt, tmp_path, monkeypatch):
 def test_unknown_format(ckpt, tmp_path):
     with pytest.raises(ImtransError, match="onnx, pt2"):
         export_model(ckpt[1], tmp_path / "g.x", "tflite")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "safetensors"])
+def test_an_existing_folder_as_output_is_one_sentence_before_any_work(ckpt, tmp_path, fmt):
+    from conftest import run_cli
+
+    (tmp_path / f"out.{fmt}").mkdir()  # a folder that even ends like the format's file
+    proc = run_cli("export", str(ckpt[0]), "-o", str(tmp_path / f"out.{fmt}"))
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+        f"error: -o {tmp_path / f'out.{fmt}'} is a folder; give the file to write, e.g. -o "
+        f"{tmp_path / f'out.{fmt}' / f'model.{fmt}'}"]

@@ -164,6 +164,8 @@ def export(
                            "ending in .onnx, .pt2 or .safetensors")
     if format not in ("torchscript", *_SUFFIX_FORMATS.values()):  # (torchscript: export_model says what replaced it)
         raise ImtransError(f"--format '{format}' is not one of onnx, pt2, safetensors")
+    if out.is_dir():  # said before minutes of export, not as the rename's error after them
+        raise ImtransError(f"-o {out} is a folder; give the file to write, e.g. -o {out / ('model.' + format)}")
     path = resolve_model(model, direction=direction)
     if format == "safetensors":
         _export_generator_file(model, path, out, direction)
