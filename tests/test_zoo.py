@@ -96,17 +96,22 @@ def zoo(tmp_path, monkeypatch, server, fresh_plugins):
         "tiny_timm": Pretrained(urls=(f"{FAR}/tiny_timm.pth",), architecture={"name": "timm_unet"},
                                 source="a", target="b"),
     }
+    register_entries(fresh_plugins, entries)
+    return {"server": server, "good": good, "home": tmp_path / "home" / "pretrained"}
+
+
+def register_entries(fresh_plugins, entries: dict, plugin_name: str = "zoo_test_plugin") -> None:
+    """Load a plugin whose ``register_pretrained`` hook registers ``entries`` (name -> Pretrained)."""
 
     @hookimpl
     def register_pretrained(register):
         for name, entry in entries.items():
             register(name, entry)
 
-    plugin = types.ModuleType("zoo_test_plugin")
+    plugin = types.ModuleType(plugin_name)
     plugin.register_pretrained = register_pretrained
-    fresh_plugins.load_plugins(objects={"zoo_test_plugin": plugin}, reload=True)
-    store._verified.clear()
-    return {"server": server, "good": good, "home": tmp_path / "home" / "pretrained"}
+    fresh_plugins.load_plugins(objects={plugin_name: plugin}, reload=True)
+    store._verified.clear()  # what an earlier test verified is not this plugin's entry
 
 
 def _image(seed=0, h=30, w=45):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -18,9 +17,9 @@ import torch
 from PIL import Image
 
 from conftest import make_dist_plugin, tiny_recipe_data
-from test_zoo import TINY, official_bytes, server  # noqa: F401  (server: a fixture used here)
+from test_zoo import TINY, official_bytes, register_entries, server  # noqa: F401  (server: a fixture used here)
 
-from imtrans import hookimpl, load_translator, registry
+from imtrans import load_translator, registry
 from imtrans.engine import checkpoint as ckpt
 from imtrans.errors import ImtransError
 from imtrans.zoo import Pretrained, fetch, store
@@ -55,18 +54,6 @@ def _export(capsys, model, out, *extra: str) -> str:
     code, text, err = _cli(capsys, "export", str(model), "-o", str(out), *extra)
     assert code == 0, err
     return re.search(r"^sha256: ([0-9a-f]{64})$", text, re.M).group(1)
-
-
-def _register(fresh_plugins, entries: dict) -> None:
-    @hookimpl
-    def register_pretrained(register):
-        for name, entry in entries.items():
-            register(name, entry)
-
-    plugin = types.ModuleType("zoo_st_test_plugin")
-    plugin.register_pretrained = register_pretrained
-    fresh_plugins.load_plugins(objects={"zoo_st_test_plugin": plugin}, reload=True)
-    store._verified.clear()
 
 
 @pytest.fixture
@@ -106,7 +93,7 @@ def test_export_errors_are_one_sentence(run, tmp_path, capsys):
 def test_translate_by_name_is_translating_the_run(run, tmp_path, capsys, server, home, fresh_plugins):  # noqa: F811
     sha = _export(capsys, run, tmp_path / "tiny.safetensors")
     server["files"]["/models/tiny.safetensors"] = (tmp_path / "tiny.safetensors").read_bytes()
-    _register(fresh_plugins, {
+    register_entries(fresh_plugins, {
         "tiny_st": Pretrained(urls=(f"{FAR}/tiny.safetensors",), source="stripes", target="other", sha256=sha),
         "tiny_st_arch": Pretrained(urls=(f"{FAR}/tiny.safetensors",), source="a", target="b",
                                    architecture={"name": "resnet", "ngf": 4, "n_blocks": 1}),
@@ -142,7 +129,7 @@ def test_translate_by_name_is_translating_the_run(run, tmp_path, capsys, server,
 def test_wrong_sha256_and_wrong_architecture_are_refused(run, tmp_path, capsys, server, home, fresh_plugins):  # noqa: F811
     _export(capsys, run, tmp_path / "tiny.safetensors")
     server["files"]["/models/tiny.safetensors"] = (tmp_path / "tiny.safetensors").read_bytes()
-    _register(fresh_plugins, {
+    register_entries(fresh_plugins, {
         "tiny_badsum": Pretrained(urls=(f"{FAR}/tiny.safetensors",), source="a", target="b", sha256="0" * 64),
         "tiny_wrongarch": Pretrained(urls=(f"{FAR}/tiny.safetensors",), source="a", target="b",
                                      architecture={"name": "resnet", "n_blocks": 3}),
@@ -167,7 +154,7 @@ def test_a_new_sha256_in_the_entry_replaces_the_cached_file(run, tmp_path, capsy
     new = _export(capsys, run, tmp_path / "b2a.safetensors", "--direction", "b2a")
     for sha, file in ((old, "a2b"), (new, "b2a")):
         server["files"]["/models/m.safetensors"] = (tmp_path / f"{file}.safetensors").read_bytes()
-        _register(fresh_plugins, {"m": Pretrained(urls=(f"{FAR}/m.safetensors",), source="a", target="b", sha256=sha)})
+        register_entries(fresh_plugins, {"m": Pretrained(urls=(f"{FAR}/m.safetensors",), source="a", target="b", sha256=sha)})
         assert store.ensure("m", progress=False).read_bytes() == (tmp_path / f"{file}.safetensors").read_bytes()
     assert store.read_record("m")["source_sha256"] == new
 
@@ -182,7 +169,7 @@ def test_an_entry_needs_architecture_unless_it_is_a_generator_file():
 
 def test_official_conversions_record_the_builtin_origin(server, home, fresh_plugins, tmp_path, capsys):  # noqa: F811
     server["files"]["/models/tiny_h2z.pth"] = official_bytes("resnet", {"ngf": 4, "n_blocks": 2})
-    _register(fresh_plugins, {"tiny_off": Pretrained(urls=(f"{FAR}/tiny_h2z.pth",), architecture=TINY,
+    register_entries(fresh_plugins, {"tiny_off": Pretrained(urls=(f"{FAR}/tiny_h2z.pth",), architecture=TINY,
                                                      source="a", target="b")})
     meta = ckpt.read_meta(store.ensure("tiny_off", progress=False))
     assert meta["nets"]["G"]["origin"] == registry.part_origin("generator", "resnet")
@@ -249,7 +236,7 @@ def test_a_missing_plugin_is_named_with_its_pip_install(tmp_path, capsys, server
     code, _, err = _cli(capsys, "pretrained", "info", "glow_zoo")
     assert code == 1 and "pip install imtrans-glowzoo==0.3" in err
     # the entry registered elsewhere (a model-only package) while the generator's plugin is missing
-    _register(fresh_plugins, {"glow_elsewhere": Pretrained(urls=(f"{FAR}/glow.safetensors",), source="a", target="b")})
+    register_entries(fresh_plugins, {"glow_elsewhere": Pretrained(urls=(f"{FAR}/glow.safetensors",), source="a", target="b")})
     with pytest.raises(ImtransError, match=r"pretrained 'glow_elsewhere' needs generator 'glow_resnet' from the plugin "
                                            r"distribution 'imtrans-glowzoo' 0\.3.*`pip install imtrans-glowzoo==0\.3`"):
         load_translator("glow_elsewhere", **FAST)
