@@ -8,7 +8,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -53,6 +55,20 @@ def fresh_plugins():
     yield plugins
     sys.path[:] = saved_path
     plugins.load_plugins(reload=True)
+
+
+def parts_plugin(hook: str, parts: dict[str, Any]) -> types.SimpleNamespace:
+    """A plugin object whose ``hook`` (``"register_losses"``...) registers ``parts`` (name -> factory or entry).
+
+    Load it with ``fresh_plugins.load_plugins(objects={"name": plugin}, reload=True)``.
+    """
+    from imtrans import hookimpl
+
+    def register_all(register):
+        for name, part in parts.items():
+            register(name, part)
+
+    return types.SimpleNamespace(**{hook: hookimpl(register_all)})
 
 
 def make_dist_plugin(tmp: Path, dist: str, module: str, source: str, ep_name: str | None = None, version: str = "0.1") -> Path:

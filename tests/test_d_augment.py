@@ -16,7 +16,7 @@ from imtrans.d_augment import ADA, DiffAugment
 from imtrans.errors import RecipeError
 from imtrans.recipe import recipe_from_dict
 
-from conftest import ROOT, run_cli, tiny_recipe_data
+from conftest import ROOT, parts_plugin, run_cli, tiny_recipe_data
 
 CUT_SRC = ROOT / "plugins" / "imtrans-cut"
 
@@ -40,13 +40,7 @@ def batch(n=2, size=32, seed=0):
 
 def plugin_of(name, factory):
     """A test plugin registering ``factory`` as the d_augment ``name``."""
-    import types
-
-    @hookimpl
-    def register_d_augmentations(register):
-        register(name, factory)
-
-    return types.SimpleNamespace(register_d_augmentations=register_d_augmentations)
+    return parts_plugin("register_d_augmentations", {name: factory})
 
 
 # -- gradients reach G through the augmentation ----------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import tiny_recipe_data
+from conftest import parts_plugin, tiny_recipe_data
 from imtrans import registry
 from imtrans.engine.checkpoint import read_meta
 from imtrans.engine.trainer import Trainer
@@ -32,16 +32,7 @@ class ColourStats(FeatureExtractor):
 @pytest.fixture
 def colour_stats(fresh_plugins):
     """The extractor added the way a plugin adds one (through its hook); the plugins are reloaded after."""
-    import types
-
-    from imtrans import hookimpl
-
-    @hookimpl
-    def register_feature_extractors(register):
-        register("colour_stats", ColourStats)
-
-    plugin = types.ModuleType("test_eval_plugin")
-    plugin.register_feature_extractors = register_feature_extractors
+    plugin = parts_plugin("register_feature_extractors", {"colour_stats": ColourStats})
     fresh_plugins.load_plugins(objects={"test_eval_plugin": plugin}, reload=True)
     yield
 

@@ -1,13 +1,12 @@
 """A loss's frozen network stays out of checkpoints and is rebuilt from its spec (issue #26 item 4)."""
 
 import logging
-import types
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import tiny_recipe_data
+from conftest import parts_plugin, tiny_recipe_data
 from imtrans.engine import checkpoint as ckpt
 from imtrans.engine.trainer import Trainer
 from imtrans.errors import ImtransError
@@ -38,14 +37,7 @@ class FrozenFeatures(nn.Module):
 
 @pytest.fixture
 def frozen_loss(fresh_plugins):
-    from imtrans import hookimpl
-
-    @hookimpl
-    def register_losses(register):
-        register("frozen_features", FrozenFeatures)
-
-    plugin = types.ModuleType("frozen_loss_plugin")
-    plugin.register_losses = register_losses
+    plugin = parts_plugin("register_losses", {"frozen_features": FrozenFeatures})
     fresh_plugins.load_plugins(objects={"frozen_loss_plugin": plugin}, reload=True)
 
 

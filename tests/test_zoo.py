@@ -11,14 +11,15 @@ import hashlib
 import http.server
 import io
 import threading
-import types
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from imtrans import hookimpl, load_translator, registry
+from conftest import parts_plugin
+
+from imtrans import load_translator, registry
 from imtrans.errors import ImtransError
 from imtrans.nets.official import imtrans_to_official, import_weights_file
 from imtrans.zoo import Pretrained, fetch, store
@@ -102,15 +103,7 @@ def zoo(tmp_path, monkeypatch, server, fresh_plugins):
 
 def register_entries(fresh_plugins, entries: dict, plugin_name: str = "zoo_test_plugin") -> None:
     """Load a plugin whose ``register_pretrained`` hook registers ``entries`` (name -> Pretrained)."""
-
-    @hookimpl
-    def register_pretrained(register):
-        for name, entry in entries.items():
-            register(name, entry)
-
-    plugin = types.ModuleType(plugin_name)
-    plugin.register_pretrained = register_pretrained
-    fresh_plugins.load_plugins(objects={plugin_name: plugin}, reload=True)
+    fresh_plugins.load_plugins(objects={plugin_name: parts_plugin("register_pretrained", entries)}, reload=True)
     store._verified.clear()  # what an earlier test verified is not this plugin's entry
 
 
